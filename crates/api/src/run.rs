@@ -1,0 +1,170 @@
+//! Run routes: create, list, show, cancel, logs.
+
+use std::collections::BTreeMap;
+
+use baton_core::{AttemptState, NodeState, Reason, RunState};
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateRun {
+    /// Workflow name.
+    pub workflow: String,
+    /// Version to run; the latest when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+/// The run document: `GET /api/v1/runs/{id}` and `baton run --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunDoc {
+    /// Run id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Workflow version the run keeps.
+    pub version: i64,
+    /// Run state.
+    pub status: RunState,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, once an attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339, once terminal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// True once a cancel was asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    /// Bumped on every change of the run or its nodes; `GET …?wait_after=REV` waits for a
+    /// higher one.
+    pub rev: i64,
+    /// Nodes by id.
+    pub nodes: BTreeMap<String, NodeDoc>,
+}
+
+/// One node of a run document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeDoc {
+    /// Node state.
+    pub status: NodeState,
+    /// Nodes this one needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// Why a node is waiting in `ready` (no agent offers what it needs), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<AttemptDoc>,
+}
+
+/// One attempt of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptDoc {
+    /// 1-based.
+    pub number: u32,
+    /// Attempt state.
+    pub status: AttemptState,
+    /// Why it ended so, once ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The agent's name.
+    pub agent: String,
+    /// Process exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// A short explanation from the agent (spawn error, signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// RFC 3339, when the agent claimed it.
+    pub claimed_at: String,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// A row of `GET /api/v1/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub id: String,
+    /// Workflow name.
+    pub workflow: String,
+    /// Workflow version.
+    pub version: i64,
+    /// Run state.
+    pub status: RunState,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Nodes in each state.
+    pub counts: BTreeMap<NodeState, usize>,
+}
+
+/// Query of `GET /api/v1/runs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunFilter {
+    /// Only runs of this workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Only runs in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunState>,
+    /// At most this many, newest first (default 50, at most 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// Which stream a log chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One stored chunk of a node's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// Store-wide order of arrival; pass the last one as `after` to get only newer chunks.
+    pub id: i64,
+    /// Node id.
+    pub node: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// Stream.
+    pub stream: Stream,
+    /// The bytes, as UTF-8 (invalid sequences replaced).
+    pub data: String,
+}
+
+/// Query of `GET /api/v1/runs/{id}/logs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogQuery {
+    /// Only this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Only chunks with a larger id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    /// At most this many chunks (default and cap 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/v1/runs/{id}/logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogPage {
+    /// Chunks in order.
+    pub chunks: Vec<LogChunk>,
+    /// Pass as `after` for the next page; equal to the request's when nothing is newer.
+    pub next: i64,
+}

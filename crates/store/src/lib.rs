@@ -1,0 +1,147 @@
+//! Baton's persistence: the [`Store`] trait and its SQLite backend.
+//!
+//! The trait has one method per use case (apply a workflow, create a run, claim,
+//! heartbeat, report, append logs, reap leases…), each atomic in its backend:
+//! SQLite serialises writers with `BEGIN IMMEDIATE`. Every scheduling decision is
+//! made by `baton-core`; the store only applies it to rows, touching the rows around
+//! the node that changed (never the whole graph). Leases are timed on the store's
+//! own clock, never an agent's.
+//!
+//! [`testing`] holds the conformance suite every backend must pass.
+
+mod error;
+mod sqlite;
+mod types;
+
+pub mod testing;
+
+pub use error::StoreError;
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use types::*;
+
+use async_trait::async_trait;
+use baton_api::{
+    AgentDoc, ArtifactDoc, AttemptRef, LogPage, LogQuery, RegisterAgent, RunDoc, RunFilter,
+    RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
+};
+use baton_core::{Outcome, Workflow};
+
+/// Result of store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything the server persists, one method per use case.
+///
+/// Implementations are shared as `Arc<dyn Store>` by every request handler and routine.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Milliseconds since the Unix epoch on the store's clock, the only clock leases use.
+    fn now_ms(&self) -> i64;
+
+    // --- tokens -------------------------------------------------------------------------
+
+    /// Records the hash of a server token (admin or enrollment); idempotent.
+    async fn put_server_token(&self, kind: TokenKind, hash: &str) -> Result<()>;
+
+    /// Who holds the token with this hash, if anyone.
+    async fn authenticate(&self, hash: &str) -> Result<Option<Principal>>;
+
+    // --- workflows ----------------------------------------------------------------------
+
+    /// Stores a validated workflow as a new version, or returns the latest version when its
+    /// definition is identical (`created: false`).
+    async fn apply_workflow(&self, workflow: &Workflow, source: &str) -> Result<WorkflowVersion>;
+
+    /// Every workflow with its latest version.
+    async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>>;
+
+    /// One workflow's versions, newest first; `NotFound` if no such workflow.
+    async fn workflow(&self, name: &str) -> Result<WorkflowDoc>;
+
+    /// One version with its definition and source; `NotFound` if absent.
+    async fn workflow_version(&self, name: &str, version: i64) -> Result<WorkflowVersionDoc>;
+
+    // --- runs ---------------------------------------------------------------------------
+
+    /// Creates a run of a version (the latest when `None`) with its root nodes ready.
+    async fn create_run(&self, workflow: &str, version: Option<i64>) -> Result<RunCreated>;
+
+    /// Runs matching the filter, newest first.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;
+
+    /// The run document; `NotFound` if absent.
+    async fn run(&self, id: &str) -> Result<RunDoc>;
+
+    /// The run's change counter, cheap to poll; `NotFound` if absent.
+    async fn run_rev(&self, id: &str) -> Result<i64>;
+
+    /// Cancels a run: waiting and ready nodes end `canceled` at once; agents are told to stop
+    /// running attempts. `Conflict` when the run is already finished.
+    async fn cancel_run(&self, id: &str) -> Result<RunDoc>;
+
+    /// A page of a run's logs; `NotFound` if the run is absent.
+    async fn logs(&self, run_id: &str, query: &LogQuery) -> Result<LogPage>;
+
+    // --- agents -------------------------------------------------------------------------
+
+    /// Registers an agent whose token has hash `token_hash`; returns its id.
+    async fn register_agent(&self, agent: &RegisterAgent, token_hash: &str) -> Result<String>;
+
+    /// Marks an agent gone and revokes its token. Attempts it still holds are left to their
+    /// leases.
+    async fn deregister_agent(&self, agent_id: &str) -> Result<()>;
+
+    /// Every agent not deregistered, plus those that left in the last hour.
+    async fn list_agents(&self, lease_ms: u64) -> Result<Vec<AgentDoc>>;
+
+    /// Hands the agent up to `max` ready nodes it can run, each as a new attempt leased for
+    /// `lease_ms`; also names its attempts whose run is being canceled.
+    async fn claim(&self, agent_id: &str, max: u32, lease_ms: u64) -> Result<Claimed>;
+
+    /// Marks a claimed attempt as started. `Stale` when it is not the agent's current attempt.
+    async fn start_attempt(&self, agent_id: &str, attempt: AttemptRef) -> Result<()>;
+
+    /// Renews the leases of the agent's attempts and records that the agent is alive.
+    async fn heartbeat(
+        &self,
+        agent_id: &str,
+        attempts: &[AttemptRef],
+        lease_ms: u64,
+    ) -> Result<HeartbeatResult>;
+
+    /// Records how an attempt ended (a compare-and-set on attempt and fence) and moves the
+    /// node, its downstream and its run on. Repeating the same report returns the stored
+    /// outcome; any other write about a finished or foreign attempt is `Stale`.
+    async fn report(
+        &self,
+        agent_id: &str,
+        attempt: AttemptRef,
+        outcome: Outcome,
+        message: Option<&str>,
+    ) -> Result<Reported>;
+
+    /// Appends a chunk of output to an attempt's log; a repeated `seq` is ignored.
+    async fn append_log(
+        &self,
+        agent_id: &str,
+        attempt: AttemptRef,
+        seq: u32,
+        stream: Stream,
+        data: &str,
+    ) -> Result<()>;
+
+    /// Ends every attempt whose lease expired as `error` (`lost`), retrying by policy.
+    async fn reap_expired(&self) -> Result<Reaped>;
+
+    // --- artifacts ----------------------------------------------------------------------
+
+    /// Checks that the agent may upload artifacts for this attempt and says where they belong.
+    async fn artifact_target(&self, agent_id: &str, attempt: AttemptRef)
+    -> Result<ArtifactTarget>;
+
+    /// Records a stored artifact file of an attempt (replacing one with the same path).
+    async fn record_artifact(&self, attempt_id: i64, path: &str, size: u64, sha256: &str)
+    -> Result<()>;
+
+    /// A run's artifacts; `NotFound` if the run is absent.
+    async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactDoc>>;
+}

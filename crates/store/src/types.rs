@@ -1,0 +1,101 @@
+//! Values the store's methods return.
+
+use baton_api::{Assignment, RunDoc};
+use baton_core::Outcome;
+
+/// The kinds of bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// Full API access (`admin.token`).
+    Admin,
+    /// Only agent registration (`agent.token`).
+    Enroll,
+    /// One agent's own token.
+    Agent,
+}
+
+impl TokenKind {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Admin => "admin",
+            TokenKind::Enroll => "enroll",
+            TokenKind::Agent => "agent",
+        }
+    }
+}
+
+/// Who a token belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The admin token.
+    Admin,
+    /// The enrollment token.
+    Enroll,
+    /// A registered, not deregistered agent.
+    Agent {
+        /// Its id.
+        agent_id: String,
+    },
+}
+
+/// A new run and whether it made nodes ready (so waiting agents should be woken).
+#[derive(Debug, Clone)]
+pub struct RunCreated {
+    /// The run document.
+    pub run: RunDoc,
+}
+
+/// What a claim handed out.
+#[derive(Debug, Clone, Default)]
+pub struct Claimed {
+    /// New attempts for the agent.
+    pub assignments: Vec<Assignment>,
+    /// The agent's attempts whose run is being canceled.
+    pub cancel: Vec<i64>,
+    /// When the earliest node that is ready but backing off becomes claimable (epoch ms):
+    /// a waiting claim should look again then.
+    pub next_ready_at: Option<i64>,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HeartbeatResult {
+    /// Attempts whose run is being canceled.
+    pub cancel: Vec<i64>,
+    /// Attempts that are no longer the agent's: it must stop them and report nothing.
+    pub stale: Vec<i64>,
+}
+
+/// What a report did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reported {
+    /// The attempt's stored outcome.
+    pub outcome: Outcome,
+    /// True when this report was a repeat and changed nothing.
+    pub duplicate: bool,
+    /// True when nodes became claimable now (wake waiting agents).
+    pub woke: bool,
+}
+
+/// What a reaping pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reaped {
+    /// Attempts ended as lost.
+    pub lost: Vec<i64>,
+    /// True when nodes became claimable now.
+    pub woke: bool,
+    /// When the next lease expires, if any attempt is leased (epoch ms).
+    pub next_expiry: Option<i64>,
+}
+
+/// Where an attempt's artifacts belong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactTarget {
+    /// Run id.
+    pub run_id: String,
+    /// Node id.
+    pub node: String,
+    /// Attempt number.
+    pub attempt: u32,
+}
