@@ -26,6 +26,9 @@ pub enum AttemptDecision {
 /// `previous_lost` counts the node's earlier attempts that were lost (or handed back by a
 /// shutting-down agent); `cancel_requested` is true once the run is being canceled, which
 /// forbids any retry. `jitter` in `[0, 1)` spreads back-offs so retries do not stampede.
+///
+/// Unless `on` names `lost`, lost attempts are paid from `lost_attempts` and do not use up
+/// `attempts`: a node that failed once and then lost its agent still gets its failure retries.
 pub fn decide_attempt_end(
     policy: &RetryPolicy,
     attempt: u32,
@@ -51,10 +54,16 @@ pub fn decide_attempt_end(
     let Some(cond) = RetryOn::of(outcome) else {
         return finish;
     };
+    let lost_counts = policy.on.contains(&RetryOn::Lost);
     if policy.on.contains(&cond) {
-        if attempt < policy.attempts {
+        let counted = if lost_counts {
+            attempt
+        } else {
+            attempt.saturating_sub(previous_lost)
+        };
+        if counted < policy.attempts {
             return AttemptDecision::Retry {
-                delay_ms: backoff_delay_ms(policy, attempt, jitter),
+                delay_ms: backoff_delay_ms(policy, counted, jitter),
             };
         }
         return finish;
@@ -74,8 +83,10 @@ pub fn backoff_delay_ms(policy: &RetryPolicy, attempt: u32, jitter: f64) -> u64 
         .backoff_ms
         .saturating_mul(1u64 << exp)
         .min(policy.max_backoff_ms.max(policy.backoff_ms));
-    let jitter = jitter.clamp(0.0, 1.0);
-    base / 2 + ((base / 2) as f64 * jitter) as u64
+    let half = base / 2;
+    // A NaN jitter casts to 0; float rounding near u64::MAX is kept in range by the min.
+    let spread = ((base - half) as f64 * jitter.clamp(0.0, 1.0)) as u64;
+    half.saturating_add(spread).min(base)
 }
 
 /// A run's result once every node is terminal, from the count of nodes in each state.
@@ -144,14 +155,19 @@ pub enum Rejected {
     /// The run is already finished.
     #[error("run is finished")]
     Finished,
+    /// The event names a node index the graph does not have.
+    #[error("no node {0}")]
+    UnknownNode(NodeIdx),
 }
 
 /// A whole run held in memory: the reference model of Baton's scheduling.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunMachine {
     dag: Dag,
     policies: Vec<RetryPolicy>,
     states: Vec<NodeState>,
+    /// Nodes per state, indexed like [`NodeState::ALL`], so settling the run costs O(1).
+    counts: [usize; NodeState::ALL.len()],
     attempts: Vec<u32>,
     attempt_open: Vec<bool>,
     lost: Vec<u32>,
@@ -161,10 +177,17 @@ pub struct RunMachine {
 
 impl RunMachine {
     /// Starts a run: roots become ready.
-    pub fn new(dag: Dag, policies: Vec<RetryPolicy>) -> RunMachine {
+    ///
+    /// `policies` holds one policy per node in index order; missing ones are the default
+    /// policy and extra ones are ignored.
+    pub fn new(dag: Dag, mut policies: Vec<RetryPolicy>) -> RunMachine {
         let n = dag.len();
+        policies.resize(n, RetryPolicy::default());
+        let mut counts = [0; NodeState::ALL.len()];
+        counts[NodeState::Waiting as usize] = n;
         let mut m = RunMachine {
             states: vec![NodeState::Waiting; n],
+            counts,
             attempts: vec![0; n],
             attempt_open: vec![false; n],
             lost: vec![0; n],
@@ -173,8 +196,11 @@ impl RunMachine {
             cancel_requested: false,
             dag,
         };
-        for r in m.dag.roots().collect::<Vec<_>>() {
-            m.states[r as usize] = NodeState::Ready;
+        let mut fx = Vec::new();
+        for r in 0..n as NodeIdx {
+            if m.dag.needs(r).is_empty() {
+                m.set(r, NodeState::Ready, &mut fx);
+            }
         }
         if n == 0 {
             m.run = RunState::Success;
@@ -192,12 +218,22 @@ impl RunMachine {
         self.run
     }
 
-    /// A node's state.
+    /// True once the run has been asked to cancel.
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested
+    }
+
+    /// A node's state. Panics if `idx` is not a node of the graph.
     pub fn node_state(&self, idx: NodeIdx) -> NodeState {
         self.states[idx as usize]
     }
 
-    /// Attempts opened so far for a node.
+    /// Every node's state, in index order.
+    pub fn node_states(&self) -> &[NodeState] {
+        &self.states
+    }
+
+    /// Attempts opened so far for a node. Panics if `idx` is not a node of the graph.
     pub fn attempts(&self, idx: NodeIdx) -> u32 {
         self.attempts[idx as usize]
     }
@@ -217,7 +253,7 @@ impl RunMachine {
         let mut fx = Vec::new();
         match event {
             Event::Claim(i) => {
-                let s = self.states[i as usize];
+                let s = self.state_of(i)?;
                 if s != NodeState::Ready {
                     return Err(Rejected::WrongState(s));
                 }
@@ -226,10 +262,10 @@ impl RunMachine {
                 self.set(i, NodeState::Pending, &mut fx);
             }
             Event::Start(i, a) => {
+                let s = self.state_of(i)?;
                 if a != self.attempts[i as usize] || !self.attempt_open[i as usize] {
                     return Err(Rejected::Stale);
                 }
-                let s = self.states[i as usize];
                 if s != NodeState::Pending {
                     return Err(Rejected::WrongState(s));
                 }
@@ -240,6 +276,7 @@ impl RunMachine {
                 }
             }
             Event::End(i, a, outcome) => {
+                self.state_of(i)?;
                 if a != self.attempts[i as usize] || !self.attempt_open[i as usize] {
                     return Err(Rejected::Stale);
                 }
@@ -282,16 +319,26 @@ impl RunMachine {
         Ok(fx)
     }
 
+    fn state_of(&self, i: NodeIdx) -> Result<NodeState, Rejected> {
+        self.states
+            .get(i as usize)
+            .copied()
+            .ok_or(Rejected::UnknownNode(i))
+    }
+
     fn set(&mut self, i: NodeIdx, s: NodeState, fx: &mut Vec<Effect>) {
-        debug_assert!(!self.states[i as usize].is_terminal(), "terminal states never change");
-        self.states[i as usize] = s;
+        let old = std::mem::replace(&mut self.states[i as usize], s);
+        debug_assert!(!old.is_terminal(), "terminal states never change");
+        self.counts[old as usize] -= 1;
+        self.counts[s as usize] += 1;
         fx.push(Effect::Node(i, s));
     }
 
     fn finish_node(&mut self, i: NodeIdx, state: NodeState, fx: &mut Vec<Effect>) {
         self.set(i, state, fx);
         if state == NodeState::Success {
-            for &c in self.dag.children(i).to_vec().iter() {
+            for k in 0..self.dag.children(i).len() {
+                let c = self.dag.children(i)[k];
                 let all_ok = self
                     .dag
                     .needs(c)
@@ -302,6 +349,7 @@ impl RunMachine {
                 }
             }
         } else {
+            // Every descendant is still waiting: none can be ready while `i` was not a success.
             for d in self.dag.descendants(i) {
                 if self.states[d as usize] == NodeState::Waiting {
                     self.set(d, NodeState::Skipped, fx);
@@ -311,9 +359,9 @@ impl RunMachine {
     }
 
     fn settle_run(&mut self, fx: &mut Vec<Effect>) {
-        let states = &self.states;
-        let count = |s: NodeState| states.iter().filter(|&&x| x == s).count();
-        if let Some(result) = run_result(states.len(), count, self.cancel_requested) {
+        let counts = &self.counts;
+        let count = |s: NodeState| counts[s as usize];
+        if let Some(result) = run_result(self.states.len(), count, self.cancel_requested) {
             self.run = result;
             fx.push(Effect::Run(result));
         }
