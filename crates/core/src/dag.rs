@@ -43,11 +43,11 @@ impl Dag {
         let mut children = vec![Vec::new(); ids.len()];
         for (i, node_needs) in needs.into_iter().enumerate().take(ids.len()) {
             for need in node_needs.as_ref() {
-                if let Some(&p) = by_id.get(need) {
-                    if !need_idx[i].contains(&p) {
-                        need_idx[i].push(p);
-                        children[p as usize].push(i as NodeIdx);
-                    }
+                if let Some(&p) = by_id.get(need)
+                    && !need_idx[i].contains(&p)
+                {
+                    need_idx[i].push(p);
+                    children[p as usize].push(i as NodeIdx);
                 }
             }
         }
@@ -203,7 +203,13 @@ mod tests {
     fn long_chain_does_not_overflow() {
         let ids: Vec<String> = (0..20_000).map(|i| format!("n{i}")).collect();
         let needs: Vec<Vec<String>> = (0..20_000)
-            .map(|i| if i == 0 { vec![] } else { vec![format!("n{}", i - 1)] })
+            .map(|i| {
+                if i == 0 {
+                    vec![]
+                } else {
+                    vec![format!("n{}", i - 1)]
+                }
+            })
             .collect();
         let d = Dag::from_edges(ids, &needs);
         assert_eq!(d.find_cycle(), None);

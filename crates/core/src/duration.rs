@@ -20,9 +20,12 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
                 "bad duration {text:?}: expected a number, as in 30s, 10m or 1h30m"
             ));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("bad duration {text:?}: {:?} is not a number", &rest[..num_len]))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| {
+            format!(
+                "bad duration {text:?}: {:?} is not a number",
+                &rest[..num_len]
+            )
+        })?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -87,8 +90,16 @@ mod tests {
         assert!(parse_duration("").unwrap_err().contains("empty"));
         assert!(parse_duration("10").unwrap_err().contains("missing unit"));
         assert!(parse_duration("10x").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("m").unwrap_err().contains("expected a number"));
-        assert!(parse_duration("1.2.3s").unwrap_err().contains("not a number"));
+        assert!(
+            parse_duration("m")
+                .unwrap_err()
+                .contains("expected a number")
+        );
+        assert!(
+            parse_duration("1.2.3s")
+                .unwrap_err()
+                .contains("not a number")
+        );
         assert!(parse_duration("999999d").unwrap_err().contains("year"));
     }
 

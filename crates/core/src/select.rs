@@ -37,7 +37,10 @@ where
         }
     }
     if !any_function {
-        return Some(format!("no online agent implements function {:?}", req.function));
+        return Some(format!(
+            "no online agent implements function {:?}",
+            req.function
+        ));
     }
     for (k, v) in &req.selector {
         label_gaps.push(format!("{k}={v}"));
@@ -54,7 +57,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -64,7 +70,10 @@ mod tests {
             selector: labels(&[("os", "linux"), ("gpu", "yes")]),
         };
         let shell = vec!["shell".to_string()];
-        assert!(req.is_met_by(&labels(&[("os", "linux"), ("gpu", "yes"), ("x", "y")]), &shell));
+        assert!(req.is_met_by(
+            &labels(&[("os", "linux"), ("gpu", "yes"), ("x", "y")]),
+            &shell
+        ));
         assert!(!req.is_met_by(&labels(&[("os", "linux")]), &shell));
         assert!(!req.is_met_by(&labels(&[("os", "linux"), ("gpu", "yes")]), &[]));
     }

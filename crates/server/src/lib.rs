@@ -1,1 +1,29 @@
-//! placeholder
+//! Baton's control plane: the HTTP API of `docs/api.md` on top of a [`baton_store::Store`].
+//!
+//! [`Server::start`] prepares the data dir (token files, SQLite database), binds the socket
+//! and spawns the HTTP server and the lease reaper; [`router`] gives the bare routes on an
+//! [`AppState`] for tests. Admin routes (workflows, runs, agents) take the admin token;
+//! the agent protocol takes each agent's own token, which agents get by registering with
+//! the enrollment token.
+//!
+//! Nothing polls: a held claim or run read arms a wake-up (`wake`) before it looks at the
+//! store, and the handler that changed something fires it. Every task is tracked and ends
+//! on the shutdown token; held requests answer at once when it is cancelled.
+
+mod auth;
+mod config;
+mod error;
+mod extract;
+mod reaper;
+mod routes;
+mod server;
+mod state;
+mod tokens;
+mod wake;
+
+pub use config::{DEFAULT_LEASE_MS, DEFAULT_LISTEN, DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_PORT, ServerConfig};
+pub use error::ServerError;
+pub use routes::router;
+pub use server::Server;
+pub use state::AppState;
+pub use tokens::{ADMIN_TOKEN_FILE, ENROLL_TOKEN_FILE, ServerTokens};

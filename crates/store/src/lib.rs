@@ -135,12 +135,16 @@ pub trait Store: Send + Sync + 'static {
     // --- artifacts ----------------------------------------------------------------------
 
     /// Checks that the agent may upload artifacts for this attempt and says where they belong.
-    async fn artifact_target(&self, agent_id: &str, attempt: AttemptRef)
-    -> Result<ArtifactTarget>;
+    async fn artifact_target(&self, agent_id: &str, attempt: AttemptRef) -> Result<ArtifactTarget>;
 
     /// Records a stored artifact file of an attempt (replacing one with the same path).
-    async fn record_artifact(&self, attempt_id: i64, path: &str, size: u64, sha256: &str)
-    -> Result<()>;
+    async fn record_artifact(
+        &self,
+        attempt_id: i64,
+        path: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<()>;
 
     /// A run's artifacts; `NotFound` if the run is absent.
     async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactDoc>>;

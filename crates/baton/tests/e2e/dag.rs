@@ -63,7 +63,12 @@ nodes:
     assert_eq!(states["good"], "success");
     assert_eq!(states["after-good"], "success");
     assert_eq!(doc["nodes"]["bad"]["attempts"][0]["exit_code"], 7);
-    assert!(doc["nodes"]["after-bad"]["attempts"].as_array().unwrap().is_empty());
+    assert!(
+        doc["nodes"]["after-bad"]["attempts"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -151,7 +156,10 @@ fn hundred_node_dag_uses_every_agent() {
         assert_eq!(attempts.len(), 1, "{id} ran more than once");
         agents.insert(attempts[0]["agent"].as_str().unwrap().to_string());
     }
-    assert_eq!(agents, BTreeSet::from(["a1".into(), "a2".into(), "a3".into()]));
+    assert_eq!(
+        agents,
+        BTreeSet::from(["a1".into(), "a2".into(), "a3".into()])
+    );
 }
 
 #[test]

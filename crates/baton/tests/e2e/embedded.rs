@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use crate::util::{baton, node_states};
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
 }
 
 #[test]
@@ -16,7 +18,12 @@ fn self_contained_run_of_the_ci_example_succeeds() {
         .arg(example("ci-pipeline.yaml"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["status"], "success");
     assert!(node_states(&doc).values().all(|s| s == "success"), "{doc}");
@@ -61,7 +68,11 @@ fn validate_reports_every_problem_and_exits_2() {
         "name: bad\nnodes:\n  test: {run: 'true'}\n  deploy: {needs: [tset], run: 'true'}\n  loop: {needs: [loop], run: 'true'}\n",
     )
     .unwrap();
-    let out = baton(home.path()).arg("validate").arg(&file).output().unwrap();
+    let out = baton(home.path())
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did you mean \"test\""), "{err}");
@@ -75,8 +86,22 @@ fn validate_reports_every_problem_and_exits_2() {
 #[test]
 fn validate_accepts_every_example() {
     let home = tempfile::tempdir().unwrap();
-    for f in ["ci-pipeline.yaml", "fan-out.yaml", "failing.yaml", "builtins.json"] {
-        let out = baton(home.path()).arg("validate").arg(example(f)).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+    for f in [
+        "ci-pipeline.yaml",
+        "fan-out.yaml",
+        "failing.yaml",
+        "builtins.json",
+    ] {
+        let out = baton(home.path())
+            .arg("validate")
+            .arg(example(f))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -19,7 +19,11 @@ nodes:
     );
     let file = write_file(c.dir.path(), "lost.yaml", &wf);
     let out = c.cli(&["run", &file.to_string_lossy(), "--detach", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = doc["id"].as_str().unwrap().to_string();
 

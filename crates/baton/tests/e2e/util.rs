@@ -63,7 +63,14 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mut child = baton(dir.path())
-            .args(["server", "--listen", "127.0.0.1:0", "--lease", lease, "--data-dir"])
+            .args([
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--lease",
+                lease,
+                "--data-dir",
+            ])
             .arg(&data)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -169,7 +176,11 @@ impl Cluster {
     /// `baton runs show RUN --json`.
     pub fn run_doc(&self, id: &str) -> Value {
         let out = self.cli(&["runs", "show", id, "--json"]);
-        assert!(out.status.success(), "runs show: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "runs show: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("run document")
     }
 
@@ -202,7 +213,10 @@ impl Cluster {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         Ok((status, body))
     }
 

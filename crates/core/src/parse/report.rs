@@ -49,6 +49,11 @@ impl<'f> Report<'f> {
         self.diags.is_empty()
     }
 
+    /// Problems reported so far, those beyond the cap included.
+    pub(crate) fn len(&self) -> usize {
+        self.diags.len() + self.dropped
+    }
+
     fn push(&mut self, pos: Option<Pos>, node: Option<&str>, message: String) {
         if self.diags.len() >= MAX_DIAGNOSTICS {
             self.dropped += 1;
@@ -69,9 +74,8 @@ impl<'f> Report<'f> {
         self.diags.sort_by_key(|d| (d.line, d.column));
         // An aliased value is checked at every use; its problems are reported once.
         let mut seen = HashSet::new();
-        self.diags.retain(|d| {
-            seen.insert((d.line, d.column, d.node.clone(), d.message.clone()))
-        });
+        self.diags
+            .retain(|d| seen.insert((d.line, d.column, d.node.clone(), d.message.clone())));
         if self.dropped > 0 {
             let message = format!(
                 "{} more problems not shown (at most {MAX_DIAGNOSTICS} are reported)",

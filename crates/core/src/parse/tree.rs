@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use granit_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
+use granit_parser::{ErrorKind, Event, Parser, ScalarStyle, ScanError, Span, Tag};
 
 use super::report::{Pos, Report};
 
@@ -89,10 +89,17 @@ struct Built<'a> {
 
 /// Reads the first document of `text` into a tree.
 ///
-/// Non-fatal problems (duplicate-free keys are not checked here; refused keys and tags are)
-/// go to `report`; syntax errors and limits stop the build and are reported too.
+/// Problems that leave the tree usable (a collection as a mapping key, an unsupported tag)
+/// go to `report` and building goes on; syntax errors, a second document and the limits stop
+/// it, and are reported too. Duplicate keys are kept for the model to judge.
 pub(crate) fn build<'a>(text: &'a str, report: &mut Report) -> Result<Rc<Node<'a>>, Stop> {
-    let options = granit_parser::options! { emit_comments: false };
+    // The scanner queues a flow collection's tokens until it knows whether they form a key,
+    // so deep flow nesting must be stopped by the scanner itself, at our depth.
+    let options = granit_parser::options! {
+        emit_comments: false,
+        flow_nesting_limit: MAX_DEPTH,
+        block_nesting_limit: MAX_DEPTH,
+    };
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut builder = Builder::default();
     let mut root = None;
@@ -101,6 +108,10 @@ pub(crate) fn build<'a>(text: &'a str, report: &mut Report) -> Result<Rc<Node<'a
         let (event, span) = match parser.next_event() {
             None => break,
             Some(Ok(item)) => item,
+            Some(Err(err)) if *err.kind() == ErrorKind::RecursionLimitExceeded => {
+                report.at(scan_pos(&err), None, depth_message());
+                return Err(Stop::Refused);
+            }
             Some(Err(err)) => {
                 report.at(scan_pos(&err), None, syntax_message(&err));
                 return Err(Stop::Refused);
@@ -300,10 +311,10 @@ impl<'a> Builder<'a> {
 }
 
 fn check_collection_tag(tag: Option<&Tag>, expected: &str, span: &Span, report: &mut Report) {
-    if let Some(t) = tag {
-        if t.core_suffix() != Some(expected) {
-            report.at(Pos::of(span), None, unsupported_tag(t));
-        }
+    if let Some(t) = tag
+        && t.core_suffix() != Some(expected)
+    {
+        report.at(Pos::of(span), None, unsupported_tag(t));
     }
 }
 

@@ -1,0 +1,60 @@
+//! What an agent is told at start: where the servers are, who it is, what it offers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How an agent connects to the control plane and what it offers.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// Base URLs of the servers, tried in order; the agent moves to the next one when the
+    /// current one is unreachable.
+    pub servers: Vec<String>,
+    /// The enrollment token the agent registers with (the server's `agent.token`).
+    pub token: String,
+    /// The agent's name, unique among online agents.
+    pub name: String,
+    /// `key=value` labels a node's `selector` can ask for.
+    pub labels: BTreeMap<String, String>,
+    /// How many attempts run at once.
+    pub slots: u32,
+    /// Where attempts get their work dirs; created when missing.
+    pub work_root: PathBuf,
+    /// How long running attempts may go on after a shutdown is asked for before they are
+    /// killed and reported canceled.
+    pub shutdown_grace: Duration,
+}
+
+impl AgentConfig {
+    /// A config with one slot per CPU, work dirs under the system temp dir and a 10 s
+    /// shutdown grace.
+    pub fn new(servers: Vec<String>, token: String, name: String) -> Self {
+        let slots = std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+        AgentConfig {
+            servers,
+            token,
+            name,
+            labels: BTreeMap::new(),
+            slots,
+            work_root: std::env::temp_dir().join("baton-work"),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+// By hand so the token never reaches a log line.
+impl fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("servers", &self.servers)
+            .field("token", &"<redacted>")
+            .field("name", &self.name)
+            .field("labels", &self.labels)
+            .field("slots", &self.slots)
+            .field("work_root", &self.work_root)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}

@@ -1,0 +1,89 @@
+//! An attempt's work dir: created empty, removed afterwards whatever happened.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use baton_api::Assignment;
+
+/// A fresh, empty directory owned by one attempt.
+#[derive(Debug)]
+pub(crate) struct WorkDir {
+    path: PathBuf,
+    removed: bool,
+}
+
+impl WorkDir {
+    /// Creates `<root>/<run>-<node>-<attempt>`, emptying what a crashed agent left there.
+    pub(crate) fn create(root: &Path, a: &Assignment) -> io::Result<WorkDir> {
+        let name = format!(
+            "{}-{}-{}",
+            sanitize(&a.run_id),
+            sanitize(&a.node),
+            a.attempt
+        );
+        let path = root.join(name);
+        remove(&path)?;
+        std::fs::create_dir_all(&path)?;
+        Ok(WorkDir {
+            path,
+            removed: false,
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Removes the dir off the async threads (it may hold a big tree).
+    pub(crate) async fn remove(mut self) {
+        self.removed = true;
+        let path = std::mem::take(&mut self.path);
+        let result = tokio::task::spawn_blocking(move || {
+            let r = remove(&path);
+            (path, r)
+        })
+        .await;
+        if let Ok((path, Err(e))) = result {
+            tracing::warn!(dir = %path.display(), error = %e, "cannot remove a work dir");
+        }
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = remove(&self.path);
+        }
+    }
+}
+
+fn remove(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Keeps `[A-Za-z0-9_-]`, replaces the rest, so an id can never name another path.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_leaves_no_path_separators() {
+        assert_eq!(sanitize("../etc/x y"), "___etc_x_y");
+        assert_eq!(sanitize("01J-abc_D"), "01J-abc_D");
+    }
+}

@@ -1,0 +1,337 @@
+//! Flags and arguments of the client commands, and the value parsers the binary shares.
+//!
+//! Every field's `///` doc is its `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton_core::RunState;
+use clap::{Args, Subcommand};
+
+/// Where the server is and which token to send.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnectionArgs {
+    /// Base URL of the Baton server [default: http://127.0.0.1:7070]
+    #[arg(long, env = "BATON_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Admin token [default: admin.token in the default data dir, if readable]
+    #[arg(long, env = "BATON_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+/// `baton run FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Workflow file (YAML or JSON)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Server and token; without a server the run is self-contained (embedded server and agents)
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Print the final run document as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Start the run, print its id (with --json, its document) and return at once; needs a server
+    #[arg(long)]
+    pub detach: bool,
+    /// Self-contained run: keep the embedded server's data here [default: a temporary dir, removed afterwards]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Self-contained run: number of local agents [default: 1]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub agents: Option<u32>,
+    /// Self-contained run: slots of each local agent [default: the number of CPUs]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub slots: Option<u32>,
+}
+
+impl RunArgs {
+    /// Checks the flag combinations clap cannot: `--detach` and the embedded-only flags.
+    pub fn check(&self) -> Result<(), crate::CliError> {
+        let embedded = self.conn.server.is_none();
+        if embedded && self.detach {
+            return Err(crate::CliError::Usage(
+                "--detach needs a server (--server or BATON_SERVER): a self-contained run \
+                 ends with the command"
+                    .into(),
+            ));
+        }
+        if !embedded {
+            let given: Vec<&str> = [
+                ("--data-dir", self.data_dir.is_some()),
+                ("--agents", self.agents.is_some()),
+                ("--slots", self.slots.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, set)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                return Err(crate::CliError::Usage(format!(
+                    "{} only apply to a self-contained run, without --server or BATON_SERVER",
+                    given.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `baton validate FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Workflow file (YAML or JSON)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `baton runs ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RunsCommand {
+    /// List runs, newest first
+    List {
+        /// Only runs of this workflow
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
+        /// Only runs in this state (created, pending, running, success, failure, error, canceled)
+        #[arg(long, value_name = "STATE", value_parser = parse_run_state)]
+        status: Option<RunState>,
+        /// At most this many runs
+        #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// Show a run: its state and every node's state, attempts, agent, exit code and duration
+    Show {
+        /// Run id
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// Print the API's JSON (the run document)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// Print the stored output of a run's nodes
+    Logs {
+        /// Run id
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// Only this node (otherwise every node, each line prefixed with its node id)
+        #[arg(value_name = "NODE")]
+        node: Option<String>,
+        /// Keep printing new output until the run ends
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// Cancel a run; exits 1 when it had already finished
+    Cancel {
+        /// Run id
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// Print the run document as JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+}
+
+impl RunsCommand {
+    /// The connection flags of the subcommand.
+    pub fn conn(&self) -> &ConnectionArgs {
+        match self {
+            RunsCommand::List { conn, .. }
+            | RunsCommand::Show { conn, .. }
+            | RunsCommand::Logs { conn, .. }
+            | RunsCommand::Cancel { conn, .. } => conn,
+        }
+    }
+}
+
+/// `baton agents ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AgentsCommand {
+    /// List agents: name, status, slots used/total, labels, last seen
+    List {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+}
+
+impl AgentsCommand {
+    /// The connection flags of the subcommand.
+    pub fn conn(&self) -> &ConnectionArgs {
+        match self {
+            AgentsCommand::List { conn, .. } => conn,
+        }
+    }
+}
+
+/// `baton workflows ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum WorkflowsCommand {
+    /// Validate a workflow file and store it as a new version (unchanged files keep their version)
+    Apply {
+        /// Workflow file (YAML or JSON)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the API's JSON (the stored version)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// List workflows with their latest version
+    List {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// Show a workflow's versions, or with --version the file text of one version
+    Show {
+        /// Workflow name
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print this version's file text as applied
+        #[arg(long, value_name = "V")]
+        version: Option<i64>,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+}
+
+impl WorkflowsCommand {
+    /// The connection flags of the subcommand.
+    pub fn conn(&self) -> &ConnectionArgs {
+        match self {
+            WorkflowsCommand::Apply { conn, .. }
+            | WorkflowsCommand::List { conn, .. }
+            | WorkflowsCommand::Show { conn, .. } => conn,
+        }
+    }
+}
+
+/// Parses a run state name for `--status`.
+pub fn parse_run_state(text: &str) -> Result<RunState, String> {
+    text.parse().map_err(|_| {
+        let names: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown run state {text:?}; use one of {}", names.join(", "))
+    })
+}
+
+/// Parses a human duration (`500ms`, `15s`, `1m30s`) for flags such as `--lease`.
+pub fn parse_duration_flag(text: &str) -> Result<Duration, String> {
+    baton_core::parse_duration(text).map(Duration::from_millis)
+}
+
+/// Longest label value accepted on the command line.
+const MAX_LABEL_VALUE: usize = 256;
+
+/// Parses one `--label key=value`.
+///
+/// Keys use letters, digits, `_`, `.`, `/` and `-` (the rule of `selector:` keys in workflow
+/// files, so every label can be selected); values are any text without control characters.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("bad label {text:?}: expected key=value"));
+    };
+    if key.is_empty() {
+        return Err(format!("bad label {text:?}: the key is empty"));
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '/' | '-')))
+    {
+        return Err(format!(
+            "bad label key {key:?}: {c:?} is not allowed; use letters, digits, \"_\", \".\", \"/\" and \"-\""
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "bad label value for {key:?}: control characters are not allowed"
+        ));
+    }
+    if value.chars().count() > MAX_LABEL_VALUE {
+        return Err(format!(
+            "bad label value for {key:?}: longer than {MAX_LABEL_VALUE} characters"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_as_key_value() {
+        assert_eq!(parse_label("os=linux"), Ok(("os".into(), "linux".into())));
+        assert_eq!(
+            parse_label("kubernetes.io/arch=arm64"),
+            Ok(("kubernetes.io/arch".into(), "arm64".into()))
+        );
+        assert_eq!(parse_label("gpu="), Ok(("gpu".into(), String::new())));
+        assert_eq!(parse_label("k=a=b"), Ok(("k".into(), "a=b".into())));
+    }
+
+    #[test]
+    fn bad_labels_say_what_is_wrong() {
+        insta::assert_snapshot!(parse_label("linux").unwrap_err(), @r#"bad label "linux": expected key=value"#);
+        insta::assert_snapshot!(parse_label("=x").unwrap_err(), @r#"bad label "=x": the key is empty"#);
+        insta::assert_snapshot!(parse_label("my key=x").unwrap_err(), @r#"bad label key "my key": ' ' is not allowed; use letters, digits, "_", ".", "/" and "-""#);
+        assert!(parse_label("k=a\nb").unwrap_err().contains("control"));
+        assert!(parse_label(&format!("k={}", "v".repeat(300))).unwrap_err().contains("longer"));
+    }
+
+    #[test]
+    fn run_states_and_durations_parse_for_flags() {
+        assert_eq!(parse_run_state("failure"), Ok(RunState::Failure));
+        assert!(parse_run_state("failed").unwrap_err().contains("success, failure"));
+        assert_eq!(parse_duration_flag("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration_flag("15").unwrap_err().contains("missing unit"));
+    }
+
+    fn run_args(server: Option<&str>) -> RunArgs {
+        RunArgs {
+            file: "wf.yaml".into(),
+            conn: ConnectionArgs {
+                server: server.map(Into::into),
+                token: None,
+            },
+            json: false,
+            detach: false,
+            data_dir: None,
+            agents: None,
+            slots: None,
+        }
+    }
+
+    #[test]
+    fn run_flags_that_need_a_mode_are_refused_in_the_other() {
+        let mut detached = run_args(None);
+        detached.detach = true;
+        assert!(detached.check().unwrap_err().to_string().contains("--detach needs a server"));
+        let mut agents = run_args(Some("http://h"));
+        agents.agents = Some(2);
+        agents.slots = Some(2);
+        insta::assert_snapshot!(agents.check().unwrap_err(), @"--agents, --slots only apply to a self-contained run, without --server or BATON_SERVER");
+        let mut fine = run_args(Some("http://h"));
+        fine.detach = true;
+        assert!(fine.check().is_ok());
+        assert!(run_args(None).check().is_ok());
+    }
+}

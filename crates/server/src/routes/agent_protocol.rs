@@ -1,0 +1,189 @@
+//! The agent protocol: register, claim (a long poll), heartbeat, start, report, logs,
+//! deregister.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use baton_api::{
+    AppendLogs, AttemptRef, ClaimRequest, ClaimResponse, Heartbeat, HeartbeatResponse,
+    RegisterAgent, Registered, Report, ReportResponse, StartAttempt,
+};
+use baton_core::AttemptState;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::auth::{Agent, Enroll};
+use crate::error::ApiError;
+use crate::extract::{Json, Path};
+use crate::tokens::{hash_token, new_agent_token};
+use crate::wake::{self, Woken};
+
+/// The longest a claim is held.
+const MAX_CLAIM_WAIT_MS: u64 = 60_000;
+
+pub(crate) async fn register(
+    _: Enroll,
+    State(state): State<AppState>,
+    Json(body): Json<RegisterAgent>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad_request("agent name must not be empty"));
+    }
+    let token = new_agent_token();
+    let agent_id = state
+        .store()
+        .register_agent(&body, &hash_token(&token))
+        .await?;
+    tracing::info!(agent = %agent_id, name = %body.name, slots = body.slots, "agent registered");
+    let lease_ms = state.lease_ms();
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            agent_id,
+            token,
+            lease_ms,
+            heartbeat_ms: lease_ms / 3,
+        }),
+    ))
+}
+
+/// `POST /agent/claim`: answers as soon as there is work for the agent or news of a cancel,
+/// else holds until a wake-up, a backed-off node falling due, the deadline, or shutdown.
+pub(crate) async fn claim(
+    agent: Agent,
+    State(state): State<AppState>,
+    Json(body): Json<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, ApiError> {
+    let store = state.store();
+    let deadline = Instant::now() + Duration::from_millis(body.wait_ms.min(MAX_CLAIM_WAIT_MS));
+    loop {
+        let mut woken = pin!(state.wake().work().notified());
+        wake::arm(woken.as_mut());
+        let looked_at = store.now_ms();
+        let claimed = store.claim(&agent.id, body.max, state.lease_ms()).await?;
+        if !claimed.assignments.is_empty() || !claimed.cancel.is_empty() {
+            if !claimed.assignments.is_empty() {
+                state.wake().run_changed();
+            }
+            return Ok(Json(ClaimResponse {
+                assignments: claimed.assignments,
+                cancel: claimed.cancel,
+            }));
+        }
+        // A node already due when we looked, yet not handed out, is not for this agent
+        // (selector, function, resource): waiting on it would spin.
+        let due = claimed
+            .next_ready_at
+            .filter(|&at| at > looked_at)
+            .map(|at| {
+                let ms = u64::try_from(at - store.now_ms()).unwrap_or(0);
+                Instant::now() + Duration::from_millis(ms)
+            });
+        let until = due.map_or(deadline, |due| due.min(deadline));
+        match wake::wait(woken, until, state.shutdown()).await {
+            Woken::Notified => continue,
+            Woken::Timeout if Instant::now() < deadline => continue,
+            Woken::Timeout | Woken::Shutdown => {
+                return Ok(Json(ClaimResponse {
+                    assignments: Vec::new(),
+                    cancel: Vec::new(),
+                }));
+            }
+        }
+    }
+}
+
+pub(crate) async fn heartbeat(
+    agent: Agent,
+    State(state): State<AppState>,
+    Json(body): Json<Heartbeat>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let lease_ms = state.lease_ms();
+    let result = state
+        .store()
+        .heartbeat(&agent.id, &body.attempts, lease_ms)
+        .await?;
+    Ok(Json(HeartbeatResponse {
+        lease_ms,
+        cancel: result.cancel,
+        stale: result.stale,
+    }))
+}
+
+pub(crate) async fn start(
+    agent: Agent,
+    State(state): State<AppState>,
+    Path(attempt_id): Path<i64>,
+    Json(body): Json<StartAttempt>,
+) -> Result<StatusCode, ApiError> {
+    let attempt = AttemptRef {
+        attempt_id,
+        fence: body.fence,
+    };
+    state.store().start_attempt(&agent.id, attempt).await?;
+    state.wake().run_changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn report(
+    agent: Agent,
+    State(state): State<AppState>,
+    Path(attempt_id): Path<i64>,
+    Json(body): Json<Report>,
+) -> Result<Json<ReportResponse>, ApiError> {
+    if !body.outcome.state.is_terminal() {
+        return Err(ApiError::bad_request(format!(
+            "a report must end the attempt; {:?} is not an ending",
+            body.outcome.state.as_str()
+        )));
+    }
+    let attempt = AttemptRef {
+        attempt_id,
+        fence: body.fence,
+    };
+    let reported = state
+        .store()
+        .report(&agent.id, attempt, body.outcome, body.message.as_deref())
+        .await?;
+    if !reported.duplicate {
+        state.wake().run_changed();
+        // An ending other than success may have scheduled a retry after a back-off, which
+        // `woke` does not cover: held claims must look again to learn when it falls due.
+        if reported.woke || reported.outcome.state != AttemptState::Success {
+            state.wake().work_changed();
+        }
+    }
+    Ok(Json(ReportResponse {
+        outcome: reported.outcome,
+    }))
+}
+
+pub(crate) async fn logs(
+    agent: Agent,
+    State(state): State<AppState>,
+    Path(attempt_id): Path<i64>,
+    Json(body): Json<AppendLogs>,
+) -> Result<StatusCode, ApiError> {
+    let attempt = AttemptRef {
+        attempt_id,
+        fence: body.fence,
+    };
+    state
+        .store()
+        .append_log(&agent.id, attempt, body.seq, body.stream, &body.data)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn deregister(
+    agent: Agent,
+    State(state): State<AppState>,
+) -> Result<StatusCode, ApiError> {
+    state.store().deregister_agent(&agent.id).await?;
+    // Its attempts are left to their leases, but a claim it still holds should end.
+    state.wake().work_changed();
+    tracing::info!(agent = %agent.id, "agent deregistered");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,100 @@
+//! Run routes: create, list, show (optionally held until the run changes), cancel, logs.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use baton_api::{CreateRun, LogPage, LogQuery, RunDoc, RunFilter, RunSummary};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::extract::{Json, Path, Query};
+use crate::wake::{self, Woken};
+
+/// How long `GET /runs/{id}?wait_after=` holds when `wait_ms` is not given.
+const DEFAULT_WAIT_MS: u64 = 25_000;
+/// The longest a run read is held.
+const MAX_WAIT_MS: u64 = 60_000;
+
+pub(crate) async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    Json(body): Json<CreateRun>,
+) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
+    let created = state
+        .store()
+        .create_run(&body.workflow, body.version)
+        .await?;
+    state.wake().work_changed();
+    state.wake().run_changed();
+    tracing::info!(run = %created.run.id, workflow = %created.run.workflow, version = created.run.version, "run created");
+    Ok((StatusCode::CREATED, Json(created.run)))
+}
+
+pub(crate) async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(filter): Query<RunFilter>,
+) -> Result<Json<Vec<RunSummary>>, ApiError> {
+    Ok(Json(state.store().list_runs(&filter).await?))
+}
+
+/// Query of `GET /runs/{id}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ShowQuery {
+    /// Hold the answer until the run's `rev` is above this.
+    wait_after: Option<i64>,
+    /// How long to hold at most.
+    wait_ms: Option<u64>,
+}
+
+/// `GET /runs/{id}`: the run document, held with `wait_after` until the run changes.
+pub(crate) async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Json<RunDoc>, ApiError> {
+    if let Some(after) = query.wait_after {
+        let wait = query.wait_ms.unwrap_or(DEFAULT_WAIT_MS).min(MAX_WAIT_MS);
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        loop {
+            let mut changed = pin!(state.wake().runs().notified());
+            wake::arm(changed.as_mut());
+            if state.store().run_rev(&id).await? > after {
+                break;
+            }
+            match wake::wait(changed, deadline, state.shutdown()).await {
+                Woken::Notified => continue,
+                Woken::Timeout | Woken::Shutdown => break,
+            }
+        }
+    }
+    Ok(Json(state.store().run(&id).await?))
+}
+
+pub(crate) async fn cancel(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunDoc>, ApiError> {
+    let run = state.store().cancel_run(&id).await?;
+    // Agents holding attempts of this run learn of it through their held claim.
+    state.wake().work_changed();
+    state.wake().run_changed();
+    tracing::info!(run = %run.id, "run cancel requested");
+    Ok(Json(run))
+}
+
+pub(crate) async fn logs(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<LogPage>, ApiError> {
+    Ok(Json(state.store().logs(&id, &query).await?))
+}

@@ -1,0 +1,52 @@
+//! Workflow routes: apply a file, list, show versions.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use baton_api::{ApplyWorkflow, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc};
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::extract::{Json, Path};
+
+/// `POST /workflows`: validates the file and stores it as a new version unless the
+/// definition equals the latest one.
+pub(crate) async fn apply(
+    _: Admin,
+    State(state): State<AppState>,
+    Json(body): Json<ApplyWorkflow>,
+) -> Result<(StatusCode, Json<WorkflowVersion>), ApiError> {
+    let workflow = baton_core::parse_workflow(&body.filename, body.source.as_bytes())
+        .map_err(|diagnostics| ApiError::invalid_workflow(diagnostics.0))?;
+    let version = state.store().apply_workflow(&workflow, &body.source).await?;
+    let status = if version.created {
+        tracing::info!(workflow = %version.name, version = version.version, "workflow applied");
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(version)))
+}
+
+pub(crate) async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<WorkflowSummary>>, ApiError> {
+    Ok(Json(state.store().list_workflows().await?))
+}
+
+pub(crate) async fn show(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<WorkflowDoc>, ApiError> {
+    Ok(Json(state.store().workflow(&name).await?))
+}
+
+pub(crate) async fn version(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, i64)>,
+) -> Result<Json<WorkflowVersionDoc>, ApiError> {
+    Ok(Json(state.store().workflow_version(&name, version).await?))
+}

@@ -1,0 +1,117 @@
+//! A running control plane: the listener, the HTTP server and the routines.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::tokens::ServerTokens;
+use crate::{AppState, ServerConfig, ServerError, reaper, router};
+
+/// A started server. Stop it by cancelling the token given to [`Server::start`], then
+/// [`Server::wait`] for it to drain.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    tokens: ServerTokens,
+    tracker: TaskTracker,
+    serve: JoinHandle<Result<(), ServerError>>,
+}
+
+impl Server {
+    /// Opens the store, writes the token files, binds the socket, and spawns the HTTP server
+    /// and the routines; returns once it listens.
+    pub async fn start(
+        config: ServerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Server, ServerError> {
+        // A child token, so that a failing HTTP server can stop the routines without
+        // cancelling the caller's token.
+        let shutdown = shutdown.child_token();
+        let (state, tokens) = AppState::open(&config, shutdown.clone()).await?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let tracker = TaskTracker::new();
+        tracker.spawn(reaper::run(state.clone()));
+        let app = router(state);
+        let serve_shutdown = shutdown.clone();
+        let serve = tracker.spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(serve_shutdown.clone().cancelled_owned())
+                .await
+                .map_err(ServerError::Serve);
+            serve_shutdown.cancel();
+            result
+        });
+        tracker.close();
+        tracing::info!(
+            %addr,
+            data_dir = %config.data_dir.display(),
+            admin_token = %tokens.admin_path().display(),
+            enroll_token = %tokens.enroll_path().display(),
+            "server listening"
+        );
+        Ok(Server {
+            addr,
+            tokens,
+            tracker,
+            serve,
+        })
+    }
+
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The admin token.
+    pub fn admin_token(&self) -> &str {
+        self.tokens.admin()
+    }
+
+    /// The enrollment token agents register with.
+    pub fn enroll_token(&self) -> &str {
+        self.tokens.enroll()
+    }
+
+    /// Where the admin token is kept.
+    pub fn admin_token_path(&self) -> &Path {
+        self.tokens.admin_path()
+    }
+
+    /// Where the enrollment token is kept.
+    pub fn enroll_token_path(&self) -> &Path {
+        self.tokens.enroll_path()
+    }
+
+    /// Resolves once shutdown was asked for, held requests were answered, connections were
+    /// drained and every routine ended.
+    pub async fn wait(self) -> Result<(), ServerError> {
+        let result = match self.serve.await {
+            Ok(result) => result,
+            // The task is never aborted, so this is a panic, already printed by the runtime.
+            Err(_) => Err(ServerError::Serve(std::io::Error::other(
+                "the http server task panicked",
+            ))),
+        };
+        self.tracker.wait().await;
+        tracing::info!(addr = %self.addr, "server stopped");
+        result
+    }
+}

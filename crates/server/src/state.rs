@@ -1,0 +1,118 @@
+//! What every handler and routine shares.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_store::{SqliteOptions, SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::tokens::{ServerTokens, hash_token};
+use crate::wake::Wake;
+use crate::{ServerConfig, ServerError};
+
+/// The state behind [`router`](crate::router): the store, the wake-ups, the settings.
+///
+/// Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    wake: Wake,
+    artifacts_dir: PathBuf,
+    lease_ms: u64,
+    max_artifact_bytes: u64,
+    admin_hash: String,
+    enroll_hash: String,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Prepares everything a server needs but the socket: checks the config, creates the
+    /// data dir and the token files, opens the SQLite store and records the token hashes.
+    pub async fn open(
+        config: &ServerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<(AppState, ServerTokens), ServerError> {
+        config.validate()?;
+        let tokens = ServerTokens::load_or_create(&config.data_dir)?;
+        let options = SqliteOptions {
+            path: config.sqlite_path()?,
+            synchronous: config.synchronous,
+        };
+        // Opening runs migrations on a blocking connection: keep it off the runtime threads.
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
+            .await
+            .map_err(|_| ServerError::Config("the database open task panicked".to_owned()))?
+            .map_err(ServerError::Store)?;
+        let state = AppState::new(Arc::new(store), config, &tokens, shutdown).await?;
+        Ok((state, tokens))
+    }
+
+    /// Builds the state on a given store and records the token hashes in it.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: &ServerConfig,
+        tokens: &ServerTokens,
+        shutdown: CancellationToken,
+    ) -> Result<AppState, ServerError> {
+        let admin_hash = hash_token(tokens.admin());
+        let enroll_hash = hash_token(tokens.enroll());
+        store
+            .put_server_token(baton_store::TokenKind::Admin, &admin_hash)
+            .await
+            .map_err(ServerError::Store)?;
+        store
+            .put_server_token(baton_store::TokenKind::Enroll, &enroll_hash)
+            .await
+            .map_err(ServerError::Store)?;
+        Ok(AppState {
+            inner: Arc::new(Shared {
+                store,
+                wake: Wake::default(),
+                artifacts_dir: config.data_dir.join("artifacts"),
+                lease_ms: config.lease_ms,
+                max_artifact_bytes: config.max_artifact_bytes,
+                admin_hash,
+                enroll_hash,
+                shutdown,
+            }),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub(crate) fn wake(&self) -> &Wake {
+        &self.inner.wake
+    }
+
+    pub(crate) fn artifacts_dir(&self) -> &Path {
+        &self.inner.artifacts_dir
+    }
+
+    pub(crate) fn lease_ms(&self) -> u64 {
+        self.inner.lease_ms
+    }
+
+    pub(crate) fn max_artifact_bytes(&self) -> u64 {
+        self.inner.max_artifact_bytes
+    }
+
+    pub(crate) fn admin_hash(&self) -> &str {
+        &self.inner.admin_hash
+    }
+
+    pub(crate) fn enroll_hash(&self) -> &str {
+        &self.inner.enroll_hash
+    }
+
+    /// Cancelled when the server begins to shut down: held requests answer at once.
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}

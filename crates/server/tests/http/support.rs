@@ -1,0 +1,238 @@
+//! A router on a real SQLite store in a temp dir, and helpers to call it.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use baton_server::{AppState, ServerConfig, ServerTokens, router};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+/// Two nodes, `b` after `a`.
+pub const CHAIN: &str = "name: chain\nnodes:\n  a:\n    run: echo a\n  b:\n    needs: [a]\n    run: echo b\n";
+
+/// Generous bound for waits that should end at once.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A router on a fresh data dir.
+pub struct App {
+    pub dir: TempDir,
+    pub state: AppState,
+    pub tokens: ServerTokens,
+    pub shutdown: CancellationToken,
+    router: Router,
+}
+
+/// A registered agent.
+pub struct TestAgent {
+    pub id: String,
+    pub token: String,
+}
+
+impl App {
+    pub async fn new() -> App {
+        App::with(|_| {}).await
+    }
+
+    pub async fn with(adjust: impl FnOnce(&mut ServerConfig)) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path().join("data"));
+        adjust(&mut config);
+        let shutdown = CancellationToken::new();
+        let (state, tokens) = AppState::open(&config, shutdown.clone()).await.unwrap();
+        let router = router(state.clone());
+        App {
+            dir,
+            state,
+            tokens,
+            shutdown,
+            router,
+        }
+    }
+
+    pub fn admin(&self) -> &str {
+        self.tokens.admin()
+    }
+
+    pub fn enroll(&self) -> &str {
+        self.tokens.enroll()
+    }
+
+    /// The raw answer to a request.
+    pub async fn send(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
+        send(self.router.clone(), req).await
+    }
+
+    /// A JSON call; the answer body parsed as JSON (`null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = json_request(method, uri, token, body);
+        let (status, _, bytes) = self.send(req).await;
+        (status, parse(&bytes))
+    }
+
+    /// A router to move into a spawned task.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub async fn apply(&self, source: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/api/v1/workflows",
+            Some(self.admin()),
+            Some(json!({"filename": "wf.yaml", "source": source})),
+        )
+        .await
+    }
+
+    pub async fn create_run(&self, workflow: &str) -> Value {
+        let (status, run) = self
+            .call(
+                Method::POST,
+                "/api/v1/runs",
+                Some(self.admin()),
+                Some(json!({"workflow": workflow})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        run
+    }
+
+    pub async fn run(&self, id: &str) -> Value {
+        let (status, run) = self
+            .call(
+                Method::GET,
+                &format!("/api/v1/runs/{id}"),
+                Some(self.admin()),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{run}");
+        run
+    }
+
+    pub async fn register(&self, name: &str) -> TestAgent {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/agent/register",
+                Some(self.enroll()),
+                Some(json!({"name": name, "slots": 4, "functions": ["shell"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        TestAgent {
+            id: body["agent_id"].as_str().unwrap().to_owned(),
+            token: body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub async fn claim(&self, agent: &TestAgent, max: u32, wait_ms: u64) -> Value {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/agent/claim",
+                Some(&agent.token),
+                Some(json!({"max": max, "wait_ms": wait_ms})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Claims exactly one assignment, right away.
+    pub async fn claim_one(&self, agent: &TestAgent) -> Value {
+        let body = self.claim(agent, 1, 0).await;
+        let assignments = body["assignments"].as_array().unwrap();
+        assert_eq!(assignments.len(), 1, "{body}");
+        assignments[0].clone()
+    }
+
+    pub async fn start(&self, agent: &TestAgent, assignment: &Value) -> StatusCode {
+        let (status, _) = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/agent/attempts/{}/start", assignment["attempt_id"]),
+                Some(&agent.token),
+                Some(json!({"fence": assignment["fence"]})),
+            )
+            .await;
+        status
+    }
+
+    pub async fn report(
+        &self,
+        agent: &TestAgent,
+        attempt_id: &Value,
+        fence: &Value,
+        exit_code: i32,
+    ) -> (StatusCode, Value) {
+        let state = if exit_code == 0 { "success" } else { "failure" };
+        self.call(
+            Method::POST,
+            &format!("/api/v1/agent/attempts/{attempt_id}/report"),
+            Some(&agent.token),
+            Some(json!({
+                "fence": fence,
+                "outcome": {"state": state, "reason": "exit", "exit_code": exit_code},
+            })),
+        )
+        .await
+    }
+}
+
+pub async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
+    let response = router.oneshot(req).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes)
+}
+
+pub fn json_request(
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    match body {
+        Some(body) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    }
+}
+
+pub fn parse(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|err| panic!("not json ({err}): {}", String::from_utf8_lossy(bytes)))
+    }
+}
+
+/// The error code of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+/// The status of node `node` in a run document.
+pub fn node_status<'a>(run: &'a Value, node: &str) -> &'a str {
+    run["nodes"][node]["status"].as_str().unwrap_or("")
+}

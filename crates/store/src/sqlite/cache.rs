@@ -1,0 +1,182 @@
+//! In-memory caches of things that never change once written: compiled workflow
+//! versions, requirement rows, and which requirements each agent meets.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use baton_core::{Dag, NodeSpec, Requirement, Workflow};
+use rusqlite::OptionalExtension;
+
+use super::db::{Db, SqlResult, corrupt, from_json};
+use crate::{Result, StoreError};
+
+/// A workflow version ready to schedule: definition, graph, and each node's requirement.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) name: String,
+    pub(crate) version: i64,
+    pub(crate) workflow: Workflow,
+    pub(crate) dag: Dag,
+    /// Requirement id of each node, by index.
+    pub(crate) reqs: Vec<i64>,
+}
+
+impl Compiled {
+    /// The node at `idx`; `idx` comes from a row of this version's run.
+    pub(crate) fn node(&self, idx: u32) -> Result<&NodeSpec> {
+        self.workflow
+            .nodes
+            .get(idx as usize)
+            .ok_or_else(|| corrupt(format!("node index {idx} beyond workflow {}", self.name)))
+    }
+}
+
+/// Which requirements one agent meets, extended as new requirements appear.
+#[derive(Debug)]
+struct AgentMatch {
+    labels: BTreeMap<String, String>,
+    functions: Vec<String>,
+    matched: Vec<i64>,
+    /// Requirement ids up to this one have been checked.
+    upto: i64,
+}
+
+/// The caches. Entries are only ever loaded from committed rows, so a rolled-back
+/// transaction can never leave one behind.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    versions: Mutex<HashMap<String, Arc<Compiled>>>,
+    requirements: Mutex<Vec<(i64, Requirement)>>,
+    agents: Mutex<HashMap<String, AgentMatch>>,
+}
+
+fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The caches hold no invariant a panic could break halfway.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a node asks of an agent.
+pub(crate) fn requirement_of(node: &NodeSpec) -> Requirement {
+    Requirement {
+        function: node.action.function().to_owned(),
+        selector: node.selector.clone(),
+    }
+}
+
+/// The canonical text of a requirement (selector maps are ordered, so equal requirements
+/// give equal keys).
+pub(crate) fn requirement_key(req: &Requirement) -> Result<String> {
+    serde_json::to_string(req).map_err(|e| StoreError::backend("encoding a requirement", e))
+}
+
+impl Cache {
+    /// The compiled version with this id, loaded and compiled on first use.
+    pub(crate) fn version(&self, db: &Db<'_>, id: &str) -> Result<Arc<Compiled>> {
+        if let Some(c) = guard(&self.versions).get(id) {
+            return Ok(c.clone());
+        }
+        let (name, version, definition): (String, i64, String) = db
+            .conn
+            .prepare_cached("SELECT name, version, definition FROM workflow_versions WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .ctx("loading a workflow version")?
+            .ok_or_else(|| corrupt(format!("workflow version {id} is missing")))?;
+        let workflow: Workflow = from_json("decoding a stored workflow", &definition)?;
+        let dag = Dag::compile(&workflow);
+        let mut ids: HashMap<String, i64> = HashMap::new();
+        let mut reqs = Vec::with_capacity(workflow.nodes.len());
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT id FROM requirements WHERE key = ?1")
+            .ctx("loading requirements")?;
+        for node in &workflow.nodes {
+            let key = requirement_key(&requirement_of(node))?;
+            let id = match ids.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id: i64 = stmt
+                        .query_row([&key], |r| r.get(0))
+                        .optional()
+                        .ctx("loading requirements")?
+                        .ok_or_else(|| {
+                            corrupt(format!("requirement of node {} missing", node.id))
+                        })?;
+                    ids.insert(key, id);
+                    id
+                }
+            };
+            reqs.push(id);
+        }
+        let compiled = Arc::new(Compiled {
+            name,
+            version,
+            workflow,
+            dag,
+            reqs,
+        });
+        guard(&self.versions).insert(id.to_owned(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Requirement ids the agent meets, given its stored labels and functions.
+    ///
+    /// Loads only requirement rows newer than the newest cached one, and checks the agent
+    /// only against requirements it has not been checked against.
+    pub(crate) fn matching(&self, db: &Db<'_>, agent_id: &str) -> Result<Vec<i64>> {
+        let mut reqs = guard(&self.requirements);
+        let newest = reqs.last().map_or(0, |r| r.0);
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "SELECT id, function, selector FROM requirements WHERE id > ?1 ORDER BY id",
+            )
+            .ctx("loading requirements")?;
+        let rows = stmt
+            .query_map([newest], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, String>(2)?))
+            })
+            .ctx("loading requirements")?;
+        for row in rows {
+            let (id, function, selector) = row.ctx("loading requirements")?;
+            let selector = from_json("decoding a requirement", &selector)?;
+            reqs.push((id, Requirement { function, selector }));
+        }
+
+        let mut agents = guard(&self.agents);
+        if !agents.contains_key(agent_id) {
+            let (labels, functions): (String, String) = db
+                .conn
+                .prepare_cached("SELECT labels, functions FROM agents WHERE id = ?1")
+                .and_then(|mut s| s.query_row([agent_id], |r| Ok((r.get(0)?, r.get(1)?))))
+                .ctx("loading an agent")?;
+            agents.insert(
+                agent_id.to_owned(),
+                AgentMatch {
+                    labels: from_json("decoding agent labels", &labels)?,
+                    functions: from_json("decoding agent functions", &functions)?,
+                    matched: Vec::new(),
+                    upto: 0,
+                },
+            );
+        }
+        let Some(agent) = agents.get_mut(agent_id) else {
+            return Ok(Vec::new());
+        };
+        let start = reqs.partition_point(|r| r.0 <= agent.upto);
+        for (id, req) in &reqs[start..] {
+            if req.is_met_by(&agent.labels, &agent.functions) {
+                agent.matched.push(*id);
+            }
+        }
+        agent.upto = reqs.last().map_or(agent.upto, |r| r.0);
+        Ok(agent.matched.clone())
+    }
+
+    /// Forgets an agent that left.
+    pub(crate) fn forget_agent(&self, agent_id: &str) {
+        guard(&self.agents).remove(agent_id);
+    }
+}

@@ -1,0 +1,109 @@
+//! What every call gets: the open transaction, the caches, the settings, the time; and
+//! the mapping of driver errors to [`StoreError`].
+
+use std::str::FromStr;
+
+use baton_core::UnknownState;
+use rusqlite::types::Type;
+use rusqlite::{Connection, ErrorCode, Row};
+
+use super::Config;
+use super::cache::Cache;
+use crate::{Result, StoreError};
+
+/// One call's view of the database.
+pub(crate) struct Db<'a> {
+    /// The call's transaction.
+    pub(crate) conn: &'a Connection,
+    pub(crate) cache: &'a Cache,
+    pub(crate) cfg: &'a Config,
+    /// The store's clock, read once per call.
+    pub(crate) now: i64,
+}
+
+impl<'a> Db<'a> {
+    pub(crate) fn new(conn: &'a Connection, cache: &'a Cache, cfg: &'a Config, now: i64) -> Self {
+        Db {
+            conn,
+            cache,
+            cfg,
+            now,
+        }
+    }
+}
+
+/// Driver results to store results, naming what was being done and never the SQL.
+pub(crate) trait SqlResult<T> {
+    fn ctx(self, what: &'static str) -> Result<T>;
+}
+
+impl<T> SqlResult<T> for rusqlite::Result<T> {
+    fn ctx(self, what: &'static str) -> Result<T> {
+        self.map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) if is_unique_violation(&e) => {
+                StoreError::Conflict(format!("{what}: a conflicting write happened first"))
+            }
+            _ => StoreError::backend(what, e),
+        })
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// Reads a state column (`NodeState`, `RunState`, …) stored as its name.
+pub(crate) fn state<T: FromStr<Err = UnknownState>>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    text.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+}
+
+/// Reads a nullable state column.
+pub(crate) fn opt_state<T: FromStr<Err = UnknownState>>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|t| {
+        t.parse()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    })
+    .transpose()
+}
+
+/// Decodes JSON kept in a column; a failure means the row is corrupt.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: &str,
+) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::backend(what, e))
+}
+
+/// Encodes a value for a JSON column.
+pub(crate) fn to_json<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::backend(what, e))
+}
+
+/// A fresh random fencing token or jitter source.
+pub(crate) fn random_fence() -> i64 {
+    rand::random::<i64>()
+}
+
+/// Stored data that breaks an invariant the store itself keeps.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Corrupt(pub(crate) String);
+
+/// An error for a row that contradicts the schema's invariants.
+pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
+    StoreError::backend("reading stored data", Corrupt(what.into()))
+}

@@ -1,0 +1,493 @@
+//! The SQLite backend: one file, one writer, a few readers.
+//!
+//! Every write method runs as one `BEGIN IMMEDIATE` transaction on the single writer
+//! connection, inside `spawn_blocking` so the async runtime never waits on disk. SQLite
+//! serialises writers anyway; holding one connection behind a mutex makes that explicit
+//! and keeps its prepared-statement cache warm. Read-only methods use a small pool of
+//! reader connections, which WAL lets run beside the writer on their own snapshot.
+//!
+//! Compiled workflow versions (definition, [`baton_core::Dag`], requirement ids) are
+//! cached in memory: versions never change, so the hot path never parses JSON.
+
+mod agents;
+mod artifacts;
+mod attempts;
+mod cache;
+mod claim;
+mod db;
+mod logs;
+mod migrate;
+mod report;
+mod run_doc;
+mod runs;
+mod tokens;
+mod workflows;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use baton_api::{
+    AgentDoc, ArtifactDoc, AttemptRef, LogPage, LogQuery, RegisterAgent, RunDoc, RunFilter,
+    RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
+};
+use baton_core::{Outcome, Workflow};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::{
+    ArtifactTarget, Claimed, HeartbeatResult, Principal, Reaped, Reported, Result, RunCreated,
+    Store, StoreError, TokenKind,
+};
+use cache::Cache;
+use db::{Db, SqlResult};
+
+/// How hard SQLite works to make a commit durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// `synchronous=NORMAL`: in WAL mode a commit survives a crash of the process (kill -9),
+    /// but the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced before it is acknowledged.
+    Full,
+}
+
+/// Where and how to open the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// The database file; it and its directory are created when missing.
+    pub path: PathBuf,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+}
+
+impl SqliteOptions {
+    /// Options for the file at `path` with default durability.
+    pub fn new(path: impl Into<PathBuf>) -> SqliteOptions {
+        SqliteOptions {
+            path: path.into(),
+            synchronous: Synchronous::default(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Reader connections beside the writer.
+const READERS: usize = 4;
+/// How long a connection waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Prepared statements kept per connection; the store uses fewer than this.
+const STATEMENT_CACHE: usize = 128;
+/// Default per-attempt log cap (64 MiB).
+const DEFAULT_LOG_CAP: u64 = 64 * 1024 * 1024;
+/// Default lease used to tell online agents in run documents.
+const DEFAULT_LEASE_MS: u64 = 15_000;
+
+/// Settings a store is built with; copied into every call.
+#[derive(Clone)]
+pub(crate) struct Config {
+    clock: Clock,
+    /// Bytes of log kept per attempt.
+    pub(crate) log_cap: u64,
+    /// Agents seen within twice this count as online when explaining a ready node's wait.
+    pub(crate) lease_ms: u64,
+}
+
+/// Connections and caches shared by every call.
+struct Shared {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    cache: Cache,
+}
+
+/// The SQLite implementation of [`Store`]. Cheap to clone: clones share connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+    cfg: Arc<Config>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("log_cap", &self.cfg.log_cap)
+            .field("lease_ms", &self.cfg.lease_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn system_clock() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file and brings its schema up to date.
+    pub fn open(options: &SqliteOptions) -> Result<SqliteStore> {
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::backend("creating the database directory", e))?;
+        }
+        let mut writer = open_connection(&options.path, options.synchronous, false)?;
+        migrate::migrate(&mut writer)?;
+        // Readers open after the writer so the file is already in WAL mode.
+        let readers = (0..READERS)
+            .map(|_| open_connection(&options.path, options.synchronous, true).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            shared: Arc::new(Shared {
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                cache: Cache::default(),
+            }),
+            cfg: Arc::new(Config {
+                clock: Arc::new(system_clock),
+                log_cap: DEFAULT_LOG_CAP,
+                lease_ms: DEFAULT_LEASE_MS,
+            }),
+        })
+    }
+
+    /// Replaces the store's clock (milliseconds since the Unix epoch); tests drive leases
+    /// and back-offs with it instead of sleeping.
+    pub fn with_clock(self, clock: Arc<dyn Fn() -> i64 + Send + Sync>) -> SqliteStore {
+        self.with_config(|c| c.clock = clock)
+    }
+
+    /// Caps the log kept per attempt (default 64 MiB); output past it is dropped after one
+    /// marker line.
+    pub fn with_log_cap(self, bytes: u64) -> SqliteStore {
+        self.with_config(|c| c.log_cap = bytes)
+    }
+
+    /// Sets the server's lease (default 15 s): agents seen within twice this count as
+    /// online when a run document explains why a ready node waits.
+    pub fn with_lease_ms(self, lease_ms: u64) -> SqliteStore {
+        self.with_config(|c| c.lease_ms = lease_ms)
+    }
+
+    fn with_config(mut self, change: impl FnOnce(&mut Config)) -> SqliteStore {
+        let mut cfg = (*self.cfg).clone();
+        change(&mut cfg);
+        self.cfg = Arc::new(cfg);
+        self
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; any error rolls back.
+    async fn write<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let cfg = self.cfg.clone();
+        run_blocking(move || {
+            let mut conn = lock(&shared.writer);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx(what)?;
+            // Read under the lock so times follow the order writes are applied in.
+            let now = (cfg.clock)();
+            let out = f(&Db::new(&tx, &shared.cache, &cfg, now))?;
+            tx.commit().ctx(what)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot) on a reader connection.
+    async fn read<T, F>(&self, what: &'static str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let cfg = self.cfg.clone();
+        run_blocking(move || {
+            let mut conn = shared.reader();
+            let tx = conn.transaction().ctx(what)?;
+            let now = (cfg.clock)();
+            let out = f(&Db::new(&tx, &shared.cache, &cfg, now))?;
+            tx.commit().ctx(what)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+impl Shared {
+    /// A free reader if there is one, else waits for one in turn.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        lock(&self.readers[start % n])
+    }
+}
+
+/// Locks a connection. A panic while it was held rolled its transaction back (the
+/// transaction's drop runs while unwinding), so the connection is fine to reuse.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn run_blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::backend("database task failed", e))?
+}
+
+fn open_connection(path: &Path, sync: Synchronous, reader: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).ctx("opening the database")?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .ctx("setting the busy timeout")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .ctx("enabling WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Invalid(format!(
+            "the database at {} cannot use write-ahead logging (journal mode {mode})",
+            path.display()
+        )));
+    }
+    let sync = match sync {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .ctx("setting synchronous")?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .ctx("enabling foreign keys")?;
+    if reader {
+        conn.pragma_update(None, "query_only", "ON")
+            .ctx("making a reader read-only")?;
+    }
+    Ok(conn)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn now_ms(&self) -> i64 {
+        (self.cfg.clock)()
+    }
+
+    async fn put_server_token(&self, kind: TokenKind, hash: &str) -> Result<()> {
+        let hash = hash.to_owned();
+        self.write("storing a server token", move |db| {
+            tokens::put_server_token(db, kind, &hash)
+        })
+        .await
+    }
+
+    async fn authenticate(&self, hash: &str) -> Result<Option<Principal>> {
+        let hash = hash.to_owned();
+        self.read("checking a token", move |db| {
+            tokens::authenticate(db, &hash)
+        })
+        .await
+    }
+
+    async fn apply_workflow(&self, workflow: &Workflow, source: &str) -> Result<WorkflowVersion> {
+        let workflow = workflow.clone();
+        let source = source.to_owned();
+        self.write("applying a workflow", move |db| {
+            workflows::apply(db, &workflow, &source)
+        })
+        .await
+    }
+
+    async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>> {
+        self.read("listing workflows", workflows::list).await
+    }
+
+    async fn workflow(&self, name: &str) -> Result<WorkflowDoc> {
+        let name = name.to_owned();
+        self.read("reading a workflow", move |db| workflows::show(db, &name))
+            .await
+    }
+
+    async fn workflow_version(&self, name: &str, version: i64) -> Result<WorkflowVersionDoc> {
+        let name = name.to_owned();
+        self.read("reading a workflow version", move |db| {
+            workflows::version(db, &name, version)
+        })
+        .await
+    }
+
+    async fn create_run(&self, workflow: &str, version: Option<i64>) -> Result<RunCreated> {
+        let workflow = workflow.to_owned();
+        self.write("creating a run", move |db| {
+            runs::create(db, &workflow, version)
+        })
+        .await
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+        let filter = filter.clone();
+        self.read("listing runs", move |db| runs::list(db, &filter))
+            .await
+    }
+
+    async fn run(&self, id: &str) -> Result<RunDoc> {
+        let id = id.to_owned();
+        self.read("reading a run", move |db| run_doc::load(db, &id))
+            .await
+    }
+
+    async fn run_rev(&self, id: &str) -> Result<i64> {
+        let id = id.to_owned();
+        self.read("reading a run", move |db| runs::rev(db, &id))
+            .await
+    }
+
+    async fn cancel_run(&self, id: &str) -> Result<RunDoc> {
+        let id = id.to_owned();
+        self.write("canceling a run", move |db| runs::cancel(db, &id))
+            .await
+    }
+
+    async fn logs(&self, run_id: &str, query: &LogQuery) -> Result<LogPage> {
+        let run_id = run_id.to_owned();
+        let query = query.clone();
+        self.read("reading logs", move |db| logs::page(db, &run_id, &query))
+            .await
+    }
+
+    async fn register_agent(&self, agent: &RegisterAgent, token_hash: &str) -> Result<String> {
+        let agent = agent.clone();
+        let token_hash = token_hash.to_owned();
+        self.write("registering an agent", move |db| {
+            agents::register(db, &agent, &token_hash)
+        })
+        .await
+    }
+
+    async fn deregister_agent(&self, agent_id: &str) -> Result<()> {
+        let agent_id = agent_id.to_owned();
+        self.write("deregistering an agent", move |db| {
+            agents::deregister(db, &agent_id)
+        })
+        .await
+    }
+
+    async fn list_agents(&self, lease_ms: u64) -> Result<Vec<AgentDoc>> {
+        self.read("listing agents", move |db| agents::list(db, lease_ms))
+            .await
+    }
+
+    async fn claim(&self, agent_id: &str, max: u32, lease_ms: u64) -> Result<Claimed> {
+        let agent_id = agent_id.to_owned();
+        self.write("claiming work", move |db| {
+            claim::claim(db, &agent_id, max, lease_ms)
+        })
+        .await
+    }
+
+    async fn start_attempt(&self, agent_id: &str, attempt: AttemptRef) -> Result<()> {
+        let agent_id = agent_id.to_owned();
+        self.write("starting an attempt", move |db| {
+            attempts::start(db, &agent_id, attempt)
+        })
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        agent_id: &str,
+        attempts: &[AttemptRef],
+        lease_ms: u64,
+    ) -> Result<HeartbeatResult> {
+        let agent_id = agent_id.to_owned();
+        let attempts = attempts.to_vec();
+        self.write("renewing leases", move |db| {
+            attempts::heartbeat(db, &agent_id, &attempts, lease_ms)
+        })
+        .await
+    }
+
+    async fn report(
+        &self,
+        agent_id: &str,
+        attempt: AttemptRef,
+        outcome: Outcome,
+        message: Option<&str>,
+    ) -> Result<Reported> {
+        let agent_id = agent_id.to_owned();
+        let message = message.map(str::to_owned);
+        self.write("recording a report", move |db| {
+            report::report(db, &agent_id, attempt, outcome, message.as_deref())
+        })
+        .await
+    }
+
+    async fn append_log(
+        &self,
+        agent_id: &str,
+        attempt: AttemptRef,
+        seq: u32,
+        stream: Stream,
+        data: &str,
+    ) -> Result<()> {
+        let agent_id = agent_id.to_owned();
+        let data = data.to_owned();
+        self.write("appending logs", move |db| {
+            logs::append(db, &agent_id, attempt, seq, stream, &data)
+        })
+        .await
+    }
+
+    async fn reap_expired(&self) -> Result<Reaped> {
+        self.write("reaping expired leases", report::reap).await
+    }
+
+    async fn artifact_target(&self, agent_id: &str, attempt: AttemptRef) -> Result<ArtifactTarget> {
+        let agent_id = agent_id.to_owned();
+        self.read("checking an artifact upload", move |db| {
+            artifacts::target(db, &agent_id, attempt)
+        })
+        .await
+    }
+
+    async fn record_artifact(
+        &self,
+        attempt_id: i64,
+        path: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<()> {
+        let path = path.to_owned();
+        let sha256 = sha256.to_owned();
+        self.write("recording an artifact", move |db| {
+            artifacts::record(db, attempt_id, &path, size, &sha256)
+        })
+        .await
+    }
+
+    async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactDoc>> {
+        let run_id = run_id.to_owned();
+        self.read("listing artifacts", move |db| artifacts::list(db, &run_id))
+            .await
+    }
+}

@@ -1,0 +1,232 @@
+//! How attempts end — reported by their agent or reaped when their lease runs out — and
+//! what that means for the node, its downstream and its run.
+//!
+//! Decisions come from `baton_core` (`decide_attempt_end`, `run_result`): this file only
+//! applies them to the rows around the node that changed.
+
+use baton_api::AttemptRef;
+use baton_core::{AttemptDecision, NodeState, Outcome, Reason, RetryOn, decide_attempt_end};
+use rusqlite::{OptionalExtension, params};
+
+use super::attempts::AttemptRow;
+use super::db::{Db, SqlResult, corrupt, state};
+use super::runs::RunRow;
+use crate::{Reaped, Reported, Result, StoreError};
+
+/// Most attempts one reaping pass ends, to keep the write short; the rest are left for
+/// the next pass, which `next_expiry` (then in the past) asks for at once.
+const REAP_BATCH: i64 = 500;
+
+/// Records how an attempt ended: a compare-and-set on the attempt, its agent and fence.
+pub(crate) fn report(
+    db: &Db<'_>,
+    agent_id: &str,
+    at: AttemptRef,
+    outcome: Outcome,
+    message: Option<&str>,
+) -> Result<Reported> {
+    if !outcome.state.is_terminal() {
+        return Err(StoreError::Invalid(format!(
+            "an attempt cannot end as {}",
+            outcome.state
+        )));
+    }
+    let attempt = AttemptRow::owned(db, agent_id, at)?;
+    if let Some(stored) = attempt.outcome() {
+        if stored == outcome {
+            return Ok(Reported {
+                outcome: stored,
+                duplicate: true,
+                woke: false,
+            });
+        }
+        return Err(StoreError::Stale(at.attempt_id));
+    }
+    let woke = end_attempt(db, &attempt, outcome, message)?;
+    Ok(Reported {
+        outcome,
+        duplicate: false,
+        woke,
+    })
+}
+
+/// Ends every attempt whose lease ran out as `error` (`lost`), retrying by policy.
+pub(crate) fn reap(db: &Db<'_>) -> Result<Reaped> {
+    let expired: Vec<i64> = {
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "SELECT id FROM attempts \
+                 WHERE status IN ('pending', 'running') AND lease_until < ?1 \
+                 ORDER BY id LIMIT ?2",
+            )
+            .ctx("finding expired leases")?;
+        let rows = stmt
+            .query_map(params![db.now, REAP_BATCH], |r| r.get(0))
+            .ctx("finding expired leases")?;
+        rows.map(|r| r.ctx("finding expired leases"))
+            .collect::<Result<_>>()?
+    };
+    let mut woke = false;
+    for &id in &expired {
+        let Some(attempt) = AttemptRow::load(db, id)? else {
+            continue;
+        };
+        woke |= end_attempt(
+            db,
+            &attempt,
+            Outcome::error(Reason::Lost),
+            Some("the agent stopped renewing the lease"),
+        )?;
+    }
+    let next_expiry: Option<i64> = db
+        .conn
+        .prepare_cached(
+            "SELECT MIN(lease_until) FROM attempts WHERE status IN ('pending', 'running')",
+        )
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .ctx("finding the next lease expiry")?;
+    Ok(Reaped {
+        lost: expired,
+        woke,
+        next_expiry,
+    })
+}
+
+/// Ends a live attempt and moves its node, downstream and run on. Returns true when
+/// some node became claimable right now.
+pub(crate) fn end_attempt(
+    db: &Db<'_>,
+    attempt: &AttemptRow,
+    outcome: Outcome,
+    message: Option<&str>,
+) -> Result<bool> {
+    let now = db.now;
+    db.conn
+        .prepare_cached(
+            "UPDATE attempts SET status = ?2, reason = ?3, exit_code = ?4, message = ?5, \
+             finished_at = ?6, lease_until = NULL WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                attempt.id,
+                outcome.state.as_str(),
+                outcome.reason.as_str(),
+                outcome.exit_code,
+                message,
+                now
+            ])
+        })
+        .ctx("ending an attempt")?;
+
+    let (idx, node_state, lost): (u32, NodeState, u32) = db
+        .conn
+        .prepare_cached("SELECT idx, status, lost FROM nodes WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row([attempt.node_id], |r| {
+                Ok((r.get(0)?, state(r, 1)?, r.get(2)?))
+            })
+            .optional()
+        })
+        .ctx("ending an attempt")?
+        .ok_or_else(|| corrupt(format!("attempt {} has no node", attempt.id)))?;
+    let mut run = RunRow::get(db, &attempt.run_id)?;
+    let compiled = db.cache.version(db, &run.version_id)?;
+    let spec = compiled.node(idx)?;
+    if !spec.resources.is_empty() {
+        db.conn
+            .prepare_cached("DELETE FROM resource_holds WHERE attempt_id = ?1")
+            .and_then(|mut s| s.execute([attempt.id]))
+            .ctx("releasing resources")?;
+    }
+    if !matches!(node_state, NodeState::Pending | NodeState::Running) {
+        // A live attempt always has a live node; keep the attempt's end and touch nothing
+        // else rather than break the run's counters.
+        tracing::warn!(attempt = attempt.id, node = %node_state, "live attempt of a settled node");
+        run.settle(now);
+        run.save(db)?;
+        return Ok(false);
+    }
+
+    let decision = decide_attempt_end(
+        &spec.retry,
+        attempt.number,
+        lost,
+        &outcome,
+        run.cancel_requested,
+        rand::random::<f64>(),
+    );
+    let lost = lost + u32::from(RetryOn::of(&outcome) == Some(RetryOn::Lost));
+    let mut woke = false;
+    match decision {
+        AttemptDecision::Retry { delay_ms } => {
+            let ready_at = now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+            set_node(db, attempt.node_id, NodeState::Ready, Some(ready_at), lost)?;
+            run.counts.shift(node_state, NodeState::Ready, 1);
+            woke = delay_ms == 0;
+        }
+        AttemptDecision::Finish(end) => {
+            set_node(db, attempt.node_id, end, None, lost)?;
+            run.counts.shift(node_state, end, 1);
+            if end == NodeState::Success {
+                let mut release = db
+                    .conn
+                    .prepare_cached(
+                        "UPDATE nodes SET remaining = remaining - 1, \
+                           status = CASE WHEN remaining = 1 AND status = 'waiting' \
+                                    THEN 'ready' ELSE status END, \
+                           ready_at = CASE WHEN remaining = 1 AND status = 'waiting' \
+                                      THEN ?3 ELSE ready_at END \
+                         WHERE run_id = ?1 AND idx = ?2 \
+                         RETURNING status",
+                    )
+                    .ctx("releasing downstream nodes")?;
+                for &child in compiled.dag.children(idx) {
+                    let now_state: NodeState = release
+                        .query_row(params![run.id, child, now], |r| state(r, 0))
+                        .ctx("releasing downstream nodes")?;
+                    // Only a node that was waiting on this very need can be ready here:
+                    // a ready node never has needs left.
+                    if now_state == NodeState::Ready {
+                        run.counts.shift(NodeState::Waiting, NodeState::Ready, 1);
+                        woke = true;
+                    }
+                }
+            } else {
+                let below = compiled.dag.descendants(idx);
+                if !below.is_empty() {
+                    let list = serde_json::to_string(&below)
+                        .map_err(|e| StoreError::backend("skipping downstream nodes", e))?;
+                    let skipped = db
+                        .conn
+                        .prepare_cached(
+                            "UPDATE nodes SET status = 'skipped' \
+                             WHERE run_id = ?1 AND status = 'waiting' \
+                               AND idx IN (SELECT value FROM json_each(?2))",
+                        )
+                        .and_then(|mut s| s.execute(params![run.id, list]))
+                        .ctx("skipping downstream nodes")?;
+                    run.counts
+                        .shift(NodeState::Waiting, NodeState::Skipped, skipped as i64);
+                }
+            }
+        }
+    }
+    run.settle(now);
+    run.save(db)?;
+    Ok(woke)
+}
+
+fn set_node(
+    db: &Db<'_>,
+    node_id: i64,
+    to: NodeState,
+    ready_at: Option<i64>,
+    lost: u32,
+) -> Result<()> {
+    db.conn
+        .prepare_cached("UPDATE nodes SET status = ?2, ready_at = ?3, lost = ?4 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![node_id, to.as_str(), ready_at, lost]))
+        .ctx("moving a node")?;
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The run document: every node with its attempts, and why ready nodes wait.
+
+use std::collections::{BTreeMap, HashMap};
+
+use baton_api::{AttemptDoc, NodeDoc, RunDoc, format_time};
+use baton_core::{NodeState, Requirement, missing_requirements};
+
+use super::cache::{Compiled, requirement_of};
+use super::db::{Db, SqlResult, from_json, opt_state, state};
+use super::runs::RunRow;
+use crate::Result;
+
+/// The document of run `id`; `NotFound` when absent.
+pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
+    let run = RunRow::get(db, id)?;
+    let compiled = db.cache.version(db, &run.version_id)?;
+    let mut states = vec![NodeState::Waiting; compiled.dag.len()];
+    {
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT idx, status FROM nodes WHERE run_id = ?1")
+            .ctx("reading a run")?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((r.get::<_, u32>(0)?, state::<NodeState>(r, 1)?))
+            })
+            .ctx("reading a run")?;
+        for row in rows {
+            let (idx, s) = row.ctx("reading a run")?;
+            if let Some(slot) = states.get_mut(idx as usize) {
+                *slot = s;
+            }
+        }
+    }
+    let mut attempts: Vec<Vec<AttemptDoc>> = vec![Vec::new(); states.len()];
+    {
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "SELECT n.idx, a.number, a.status, a.reason, a.exit_code, a.message, \
+                 a.claimed_at, a.started_at, a.finished_at, COALESCE(g.name, a.agent_id) \
+                 FROM attempts a JOIN nodes n ON n.id = a.node_id \
+                 LEFT JOIN agents g ON g.id = a.agent_id \
+                 WHERE a.run_id = ?1 ORDER BY a.id",
+            )
+            .ctx("reading a run")?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    AttemptDoc {
+                        number: r.get(1)?,
+                        status: state(r, 2)?,
+                        reason: opt_state(r, 3)?,
+                        exit_code: r.get(4)?,
+                        message: r.get(5)?,
+                        claimed_at: format_time(r.get(6)?),
+                        started_at: r.get::<_, Option<i64>>(7)?.map(format_time),
+                        finished_at: r.get::<_, Option<i64>>(8)?.map(format_time),
+                        agent: r.get(9)?,
+                    },
+                ))
+            })
+            .ctx("reading a run")?;
+        for row in rows {
+            let (idx, doc) = row.ctx("reading a run")?;
+            if let Some(list) = attempts.get_mut(idx as usize) {
+                list.push(doc);
+            }
+        }
+    }
+    build(db, &run, &compiled, &states, attempts)
+}
+
+/// The document of a run just created: no attempts yet.
+pub(crate) fn fresh(
+    db: &Db<'_>,
+    run: &RunRow,
+    compiled: &Compiled,
+    states: &[NodeState],
+) -> Result<RunDoc> {
+    build(db, run, compiled, states, vec![Vec::new(); states.len()])
+}
+
+fn build(
+    db: &Db<'_>,
+    run: &RunRow,
+    compiled: &Compiled,
+    states: &[NodeState],
+    attempts: Vec<Vec<AttemptDoc>>,
+) -> Result<RunDoc> {
+    let mut online: Option<Vec<(BTreeMap<String, String>, Vec<String>)>> = None;
+    let mut explained: HashMap<i64, Option<String>> = HashMap::new();
+    let mut nodes = BTreeMap::new();
+    for ((idx, spec), node_attempts) in compiled.workflow.nodes.iter().enumerate().zip(attempts) {
+        let status = states.get(idx).copied().unwrap_or(NodeState::Waiting);
+        let waiting_for = if status == NodeState::Ready {
+            let req_id = compiled.reqs.get(idx).copied().unwrap_or_default();
+            match explained.get(&req_id) {
+                Some(why) => why.clone(),
+                None => {
+                    if online.is_none() {
+                        online = Some(online_agents(db)?);
+                    }
+                    let agents = online.as_deref().unwrap_or_default();
+                    let why = explain(&requirement_of(spec), agents);
+                    explained.insert(req_id, why.clone());
+                    why
+                }
+            }
+        } else {
+            None
+        };
+        nodes.insert(
+            spec.id.clone(),
+            NodeDoc {
+                status,
+                needs: spec.needs.clone(),
+                waiting_for,
+                attempts: node_attempts,
+            },
+        );
+    }
+    Ok(RunDoc {
+        id: run.id.clone(),
+        workflow: run.workflow.clone(),
+        version: run.version,
+        status: run.status,
+        created_at: format_time(run.created_at),
+        started_at: run.started_at.map(format_time),
+        finished_at: run.finished_at.map(format_time),
+        cancel_requested: run.cancel_requested,
+        rev: run.rev,
+        nodes,
+    })
+}
+
+fn explain(
+    req: &Requirement,
+    agents: &[(BTreeMap<String, String>, Vec<String>)],
+) -> Option<String> {
+    missing_requirements(req, agents.iter().map(|(l, f)| (l, f.as_slice())))
+}
+
+/// Labels and functions of agents seen within twice the lease.
+fn online_agents(db: &Db<'_>) -> Result<Vec<(BTreeMap<String, String>, Vec<String>)>> {
+    let since = db
+        .now
+        .saturating_sub(i64::try_from(db.cfg.lease_ms.saturating_mul(2)).unwrap_or(i64::MAX));
+    let mut stmt = db
+        .conn
+        .prepare_cached(
+            "SELECT labels, functions FROM agents \
+             WHERE deregistered_at IS NULL AND last_seen_at >= ?1",
+        )
+        .ctx("reading agents")?;
+    let rows = stmt
+        .query_map([since], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .ctx("reading agents")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (labels, functions) = row.ctx("reading agents")?;
+        out.push((
+            from_json("decoding agent labels", &labels)?,
+            from_json("decoding agent functions", &functions)?,
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,343 @@
+//! Runs: the run row with its per-state node counters, and the use cases that create,
+//! list and cancel runs.
+
+use std::collections::BTreeMap;
+
+use baton_api::{RunFilter, RunSummary, format_time};
+use baton_core::{NodeState, RunState, run_result};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::db::{Db, SqlResult, state};
+use super::run_doc;
+use crate::{Result, RunCreated, StoreError};
+
+/// Nodes of a run in each state, indexed like [`NodeState::ALL`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts([i64; 9]);
+
+fn slot(s: NodeState) -> usize {
+    match s {
+        NodeState::Waiting => 0,
+        NodeState::Ready => 1,
+        NodeState::Pending => 2,
+        NodeState::Running => 3,
+        NodeState::Success => 4,
+        NodeState::Failure => 5,
+        NodeState::Error => 6,
+        NodeState::Canceled => 7,
+        NodeState::Skipped => 8,
+    }
+}
+
+impl Counts {
+    pub(crate) fn get(&self, s: NodeState) -> i64 {
+        self.0[slot(s)]
+    }
+
+    /// Moves `n` nodes from one state to another.
+    pub(crate) fn shift(&mut self, from: NodeState, to: NodeState, n: i64) {
+        self.0[slot(from)] -= n;
+        self.0[slot(to)] += n;
+    }
+
+    fn summary(&self) -> BTreeMap<NodeState, usize> {
+        NodeState::ALL
+            .iter()
+            .filter(|&&s| self.get(s) > 0)
+            .map(|&s| (s, self.get(s).max(0) as usize))
+            .collect()
+    }
+}
+
+/// A run row, read at the start of a write and saved once at its end.
+#[derive(Debug, Clone)]
+pub(crate) struct RunRow {
+    pub(crate) id: String,
+    pub(crate) workflow: String,
+    pub(crate) version: i64,
+    pub(crate) version_id: String,
+    pub(crate) status: RunState,
+    pub(crate) cancel_requested: bool,
+    pub(crate) created_at: i64,
+    pub(crate) started_at: Option<i64>,
+    pub(crate) finished_at: Option<i64>,
+    pub(crate) rev: i64,
+    pub(crate) total: i64,
+    pub(crate) counts: Counts,
+}
+
+const RUN_COLUMNS: &str = "id, workflow, version, version_id, status, cancel_requested, \
+     created_at, started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, \
+     n_running, n_success, n_failure, n_error, n_canceled, n_skipped";
+
+fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+    let mut counts = [0i64; 9];
+    for (i, c) in counts.iter_mut().enumerate() {
+        *c = r.get(11 + i)?;
+    }
+    Ok(RunRow {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        version: r.get(2)?,
+        version_id: r.get(3)?,
+        status: state(r, 4)?,
+        cancel_requested: r.get(5)?,
+        created_at: r.get(6)?,
+        started_at: r.get(7)?,
+        finished_at: r.get(8)?,
+        rev: r.get(9)?,
+        total: r.get(10)?,
+        counts: Counts(counts),
+    })
+}
+
+impl RunRow {
+    /// Loads a run; `None` when there is no such run.
+    pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<Option<RunRow>> {
+        db.conn
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+            .and_then(|mut s| s.query_row([id], run_row).optional())
+            .ctx("loading a run")
+    }
+
+    /// Loads a run; `NotFound` when there is no such run.
+    pub(crate) fn get(db: &Db<'_>, id: &str) -> Result<RunRow> {
+        RunRow::load(db, id)?.ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+    }
+
+    /// Finishes the run when every node is terminal, and counts the change.
+    pub(crate) fn settle(&mut self, now: i64) {
+        self.rev += 1;
+        if self.status.is_terminal() {
+            return;
+        }
+        let counts = self.counts;
+        let total = usize::try_from(self.total).unwrap_or(0);
+        let count = |s: NodeState| usize::try_from(counts.get(s)).unwrap_or(0);
+        if let Some(result) = run_result(total, count, self.cancel_requested) {
+            self.status = result;
+            self.finished_at = Some(now);
+        }
+    }
+
+    /// Writes back everything a use case may have changed.
+    pub(crate) fn save(&self, db: &Db<'_>) -> Result<()> {
+        let c = &self.counts.0;
+        db.conn
+            .prepare_cached(
+                "UPDATE runs SET status = ?2, cancel_requested = ?3, started_at = ?4, \
+                 finished_at = ?5, rev = ?6, n_waiting = ?7, n_ready = ?8, n_pending = ?9, \
+                 n_running = ?10, n_success = ?11, n_failure = ?12, n_error = ?13, \
+                 n_canceled = ?14, n_skipped = ?15 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.id,
+                    self.status.as_str(),
+                    self.cancel_requested,
+                    self.started_at,
+                    self.finished_at,
+                    self.rev,
+                    c[0],
+                    c[1],
+                    c[2],
+                    c[3],
+                    c[4],
+                    c[5],
+                    c[6],
+                    c[7],
+                    c[8],
+                ])
+            })
+            .ctx("saving a run")?;
+        Ok(())
+    }
+
+    fn summary(&self) -> RunSummary {
+        RunSummary {
+            id: self.id.clone(),
+            workflow: self.workflow.clone(),
+            version: self.version,
+            status: self.status,
+            created_at: format_time(self.created_at),
+            finished_at: self.finished_at.map(format_time),
+            counts: self.counts.summary(),
+        }
+    }
+}
+
+/// Creates a run with every node: roots ready, the rest waiting on their needs.
+pub(crate) fn create(db: &Db<'_>, workflow: &str, version: Option<i64>) -> Result<RunCreated> {
+    let found: Option<(String, i64)> = match version {
+        Some(v) => db
+            .conn
+            .prepare_cached(
+                "SELECT id, version FROM workflow_versions WHERE name = ?1 AND version = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![workflow, v], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            }),
+        None => db
+            .conn
+            .prepare_cached(
+                "SELECT id, version FROM workflow_versions WHERE name = ?1 \
+                 ORDER BY version DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([workflow], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            }),
+    }
+    .ctx("finding the workflow version")?;
+    let Some((version_id, version)) = found else {
+        return Err(StoreError::NotFound(match version {
+            Some(v) => format!("workflow {workflow} version {v}"),
+            None => format!("workflow {workflow}"),
+        }));
+    };
+    let compiled = db.cache.version(db, &version_id)?;
+    let dag = &compiled.dag;
+    let now = db.now;
+    let mut run = RunRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: compiled.name.clone(),
+        version,
+        version_id,
+        status: RunState::Pending,
+        cancel_requested: false,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        rev: 0,
+        total: dag.len() as i64,
+        counts: Counts::default(),
+    };
+    db.conn
+        .prepare_cached(
+            "INSERT INTO runs (id, workflow, version, version_id, status, created_at, total) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                run.id,
+                run.workflow,
+                run.version,
+                run.version_id,
+                run.status.as_str(),
+                now,
+                run.total
+            ])
+        })
+        .ctx("creating a run")?;
+    let mut insert = db
+        .conn
+        .prepare_cached(
+            "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .ctx("creating a run")?;
+    let mut states = Vec::with_capacity(dag.len());
+    for (idx, &req) in compiled.reqs.iter().enumerate() {
+        let remaining = dag.needs(idx as u32).len();
+        let (status, ready_at) = if remaining == 0 {
+            (NodeState::Ready, Some(now))
+        } else {
+            (NodeState::Waiting, None)
+        };
+        insert
+            .execute(params![
+                run.id,
+                idx as i64,
+                status.as_str(),
+                remaining as i64,
+                ready_at,
+                req
+            ])
+            .ctx("creating a run")?;
+        run.counts.0[slot(status)] += 1;
+        states.push(status);
+    }
+    run.settle(now);
+    run.save(db)?;
+    let doc = run_doc::fresh(db, &run, &compiled, &states)?;
+    Ok(RunCreated { run: doc })
+}
+
+/// Default and largest page of [`list`].
+const LIST_DEFAULT: u32 = 50;
+const LIST_MAX: u32 = 1000;
+
+/// Runs matching the filter, newest first.
+pub(crate) fn list(db: &Db<'_>, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+    let limit = i64::from(filter.limit.unwrap_or(LIST_DEFAULT).clamp(1, LIST_MAX));
+    let status = filter.status.map(RunState::as_str);
+    // Each shape of filter gets its own statement so SQLite can use the matching index.
+    let (sql, args): (String, Vec<&dyn rusqlite::ToSql>) = match (&filter.workflow, &status) {
+        (Some(w), Some(s)) => (
+            format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE workflow = ?1 AND status = ?2 \
+                 ORDER BY id DESC LIMIT ?3"
+            ),
+            vec![w, s, &limit],
+        ),
+        (Some(w), None) => (
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE workflow = ?1 ORDER BY id DESC LIMIT ?2"),
+            vec![w, &limit],
+        ),
+        (None, Some(s)) => (
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = ?1 ORDER BY id DESC LIMIT ?2"),
+            vec![s, &limit],
+        ),
+        (None, None) => (
+            format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"),
+            vec![&limit],
+        ),
+    };
+    let mut stmt = db.conn.prepare_cached(&sql).ctx("listing runs")?;
+    let rows = stmt
+        .query_map(args.as_slice(), run_row)
+        .ctx("listing runs")?;
+    rows.map(|r| r.map(|r| r.summary()).ctx("listing runs"))
+        .collect()
+}
+
+/// The run's change counter.
+pub(crate) fn rev(db: &Db<'_>, id: &str) -> Result<i64> {
+    db.conn
+        .prepare_cached("SELECT rev FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .ctx("reading a run")?
+        .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+}
+
+/// Cancels a run: waiting and ready nodes end at once; live attempts are told to stop
+/// (through claim and heartbeat answers) and end the run when they report.
+pub(crate) fn cancel(db: &Db<'_>, id: &str) -> Result<baton_api::RunDoc> {
+    let mut run = RunRow::get(db, id)?;
+    if run.status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "run {id} already finished: {}",
+            run.status
+        )));
+    }
+    if !run.cancel_requested {
+        run.cancel_requested = true;
+        let mut stmt = db
+            .conn
+            .prepare_cached(
+                "UPDATE nodes SET status = 'canceled', ready_at = NULL \
+                 WHERE run_id = ?1 AND status = ?2",
+            )
+            .ctx("canceling a run")?;
+        for from in [NodeState::Waiting, NodeState::Ready] {
+            let n = stmt
+                .execute(params![id, from.as_str()])
+                .ctx("canceling a run")?;
+            run.counts.shift(from, NodeState::Canceled, n as i64);
+        }
+        run.settle(db.now);
+        run.save(db)?;
+    }
+    run_doc::load(db, id)
+}
