@@ -186,3 +186,7 @@ async fn sleep(with: &serde_json::Value, timeout: Option<Duration>, stop: &Stop)
         () = tokio::time::sleep(limit), if limit < wanted => Ended::timed_out(limit),
     }
 }
+
+#[cfg(test)]
+#[path = "functions_tests.rs"]
+mod tests;

@@ -75,10 +75,6 @@ impl Held {
         self.slots.saturating_sub(used)
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
     /// The attempts to renew.
     pub(crate) fn refs(&self) -> Vec<AttemptRef> {
         self.lock()

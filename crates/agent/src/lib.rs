@@ -1,1 +1,39 @@
-//! placeholder
+//! Baton's agent: registers with the control plane, claims ready nodes, runs them, and
+//! reports how they ended.
+//!
+//! [`run`] drives an agent described by an [`AgentConfig`] until its shutdown token is
+//! cancelled. Inside, the pieces are:
+//!
+//! - `client`: HTTP calls to the server (`docs/api.md`), failing over across servers;
+//! - `claim`: the claim long poll, always one outstanding, asking for the free slots;
+//! - `heartbeat`: lease renewal, cancels and stale verdicts from the server, and killing
+//!   work whose lease could not be renewed in time;
+//! - `attempt`: one attempt's life (start, run, logs, artifacts, report with retries);
+//! - `functions` and `exec`: the built-in functions ([`BUILTIN_FUNCTIONS`]) and running a
+//!   shell step in its own process group, with timeout and kill;
+//! - `logs`: cutting output into chunks; `artifacts` and `glob`: collecting files;
+//! - `shutdown`: the grace period and the final reports.
+
+mod agent;
+mod artifacts;
+mod attempt;
+mod backoff;
+mod claim;
+mod client;
+mod config;
+mod error;
+mod exec;
+mod functions;
+mod glob;
+mod heartbeat;
+mod held;
+mod logs;
+mod shared;
+mod shutdown;
+mod stop;
+mod workdir;
+
+pub use agent::run;
+pub use config::AgentConfig;
+pub use error::{AgentError, RequestError};
+pub use functions::BUILTIN_FUNCTIONS;

@@ -11,9 +11,9 @@ use baton_core::Diagnostic;
 pub enum Exit {
     /// 0: the command did what was asked (a run ended `success`).
     Success,
-    /// 1: a run ended `failure`, `error` or `canceled`, or the server refused an action on
-    /// a finished thing (canceling a finished run).
-    RunFailed,
+    /// 1: a run ended `failure`, `error` or `canceled`; the server refused an action on a
+    /// finished thing (canceling a finished run); a server or agent stopped with an error.
+    Failure,
     /// 2: invalid input: a workflow file, a flag, an unknown run.
     Invalid,
     /// 3: the server could not be reached, or refused the token.
@@ -27,7 +27,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
-            Exit::RunFailed => 1,
+            Exit::Failure => 1,
             Exit::Invalid => 2,
             Exit::Unreachable => 3,
             Exit::Interrupted => 130,
@@ -155,12 +155,12 @@ impl CliError {
                 Exit::Unreachable
             }
             CliError::Api { status, .. } => match status {
-                409 => Exit::RunFailed,
+                409 => Exit::Failure,
                 s if *s >= 500 => Exit::Unreachable,
                 _ => Exit::Invalid,
             },
             CliError::ClosedOutput => Exit::Success,
-            CliError::Output(_) => Exit::RunFailed,
+            CliError::Output(_) => Exit::Failure,
         }
     }
 

@@ -333,7 +333,7 @@ pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
         });
         let _ = writeln!(out, "finished  {f}{took}");
     } else if let Some(ms) = run_duration(doc, now_ms) {
-        let _ = writeln!(out, "running   {}", format_duration(ms));
+        let _ = writeln!(out, "elapsed   {}", format_duration(ms));
     }
     out.push('\n');
     let notes = doc.nodes.values().any(|n| node_note(n).is_some());
@@ -445,7 +445,7 @@ pub fn applied_line(v: &WorkflowVersion) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use baton_api::format_time;
     use baton_core::{AttemptState, RunState};

@@ -97,7 +97,7 @@ pub async fn run(
             Ok(if doc.status == RunState::Success {
                 Exit::Success
             } else {
-                Exit::RunFailed
+                Exit::Failure
             })
         }
     }

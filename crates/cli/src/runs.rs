@@ -125,7 +125,7 @@ async fn cancel(client: &Client, run: &str, json: bool) -> Result<Exit, CliError
             if json {
                 print_json(&doc)?;
             } else {
-                say(&format!("run {} canceling (status {})", doc.id, doc.status));
+                say(&format!("cancel requested for run {} (status {})", doc.id, doc.status));
             }
             Ok(Exit::Success)
         }

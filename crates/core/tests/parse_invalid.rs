@@ -93,6 +93,8 @@ bad_files! {
     with_values_outside_json_are_refused => "with_values.yaml",
     collection_as_mapping_key_is_refused => "collection_key.yaml",
     alias_bomb_is_refused => "alias_bomb.yaml",
+    alias_inside_its_own_anchor_is_refused => "recursive_alias.yaml",
+    alias_to_an_unknown_anchor_is_refused => "unknown_alias.yaml",
     every_problem_of_a_file_is_reported_at_once => "many_problems.yaml",
 }
 

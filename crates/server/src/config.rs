@@ -8,10 +8,8 @@ use baton_store::Synchronous;
 use crate::ServerError;
 
 /// Address a server listens on unless told otherwise.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
-    DEFAULT_PORT,
-);
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_PORT);
 /// Port of [`DEFAULT_LISTEN`].
 pub const DEFAULT_PORT: u16 = 7070;
 /// Lease of a claimed attempt unless told otherwise, in milliseconds.
@@ -132,7 +130,10 @@ mod tests {
             "invalid configuration: postgres is not supported yet"
         );
         let err = with_db("mysql://h/db").validate().unwrap_err();
-        assert!(err.to_string().contains("unsupported database url"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported database url"),
+            "{err}"
+        );
         assert!(with_db("sqlite://").validate().is_err());
     }
 

@@ -130,7 +130,11 @@ impl ApiError {
         };
         ApiError {
             details,
-            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_workflow", message)
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_workflow",
+                message,
+            )
         }
     }
 
@@ -187,10 +191,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         if unauthorized {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -242,9 +245,6 @@ mod tests {
     #[test]
     fn error_chain_lists_every_cause() {
         let err = StoreError::backend("insert run", io::Error::other("disk full"));
-        assert_eq!(
-            error_chain(&err),
-            "database error: insert run: disk full"
-        );
+        assert_eq!(error_chain(&err), "database error: insert run: disk full");
     }
 }

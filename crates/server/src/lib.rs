@@ -21,7 +21,9 @@ mod state;
 mod tokens;
 mod wake;
 
-pub use config::{DEFAULT_LEASE_MS, DEFAULT_LISTEN, DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_PORT, ServerConfig};
+pub use config::{
+    DEFAULT_LEASE_MS, DEFAULT_LISTEN, DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_PORT, ServerConfig,
+};
 pub use error::ServerError;
 pub use routes::router;
 pub use server::Server;

@@ -180,7 +180,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(ADMIN_TOKEN_FILE), "hunter2\n").unwrap();
         let err = ServerTokens::load_or_create(dir.path()).unwrap_err();
-        assert!(matches!(err, ServerError::BadTokenFile { kind: "admin", .. }));
+        assert!(matches!(
+            err,
+            ServerError::BadTokenFile { kind: "admin", .. }
+        ));
         assert_eq!(
             fs::read_to_string(dir.path().join(ADMIN_TOKEN_FILE)).unwrap(),
             "hunter2\n"

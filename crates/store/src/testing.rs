@@ -1,1 +1,261 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Each case is a public async function taking a fresh [`Harness`]: a store of the backend
+//! under test, empty, whose clock the case drives through a [`TestClock`] (no case ever
+//! sleeps). [`conformance_tests!`](crate::conformance_tests) stamps out one
+//! `#[tokio::test]` per case for a backend:
+//!
+//! ```ignore
+//! baton_store::conformance_tests!(|clock: TestClock| async move {
+//!     let dir = tempfile::tempdir().expect("temp dir");
+//!     let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("baton.db")))
+//!         .expect("open")
+//!         .with_clock(clock.as_fn());
+//!     Some(Harness::new(Arc::new(store), clock, dir))
+//! });
+//! ```
+//!
+//! A factory returns `None` when its backend is unavailable (no database URL); the case
+//! then says so on stderr instead of passing silently.
+//!
+//! This is test code: cases fail by panicking, like `assert!`, so they use `expect`
+//! freely.
 
+mod attempts;
+mod race;
+mod replay;
+mod scheduling;
+mod service;
+
+pub use attempts::*;
+pub use race::*;
+pub use replay::*;
+pub use scheduling::*;
+pub use service::*;
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use baton_api::{Assignment, AttemptRef, RegisterAgent};
+use baton_core::{Action, NodeSpec, NodeState, RetryPolicy, Script, Workflow};
+
+use crate::Store;
+
+/// The lease cases claim with, in milliseconds.
+pub const LEASE: u64 = 10_000;
+
+/// A clock a case moves by hand, shared with the store under test.
+#[derive(Debug, Clone)]
+pub struct TestClock(Arc<AtomicI64>);
+
+impl Default for TestClock {
+    fn default() -> Self {
+        TestClock::new()
+    }
+}
+
+impl TestClock {
+    /// A clock at 2027-01-15 08:00:00 UTC.
+    pub fn new() -> TestClock {
+        TestClock(Arc::new(AtomicI64::new(1_800_000_000_000)))
+    }
+
+    /// The current time, in milliseconds since the Unix epoch.
+    pub fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    /// The clock as a store takes it.
+    pub fn as_fn(&self) -> Arc<dyn Fn() -> i64 + Send + Sync> {
+        let c = self.0.clone();
+        Arc::new(move || c.load(Ordering::SeqCst))
+    }
+}
+
+/// A fresh store for one case, with its clock and whatever must live as long as it
+/// (a temporary directory, a database schema).
+pub struct Harness {
+    /// The store under test.
+    pub store: Arc<dyn Store>,
+    /// Its clock.
+    pub clock: TestClock,
+    _guard: Box<dyn Any + Send + Sync>,
+}
+
+impl Harness {
+    /// Wraps a store; `guard` is dropped after the case.
+    pub fn new(store: Arc<dyn Store>, clock: TestClock, guard: impl Any + Send + Sync) -> Harness {
+        Harness {
+            store,
+            clock,
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+/// Stamps out one `#[tokio::test]` per conformance case for a backend.
+///
+/// The argument is a factory: a closure from [`TestClock`] to a future of
+/// `Option<Harness>`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@cases $factory;
+            apply_makes_versions,
+            create_run_makes_roots_ready,
+            claim_matches_labels_and_functions,
+            claim_respects_resources,
+            diamond_runs_in_order,
+            failure_skips_downstream_while_sibling_finishes,
+            retry_backs_off_then_becomes_claimable,
+            start_marks_node_and_run_running,
+            duplicate_report_is_idempotent,
+            stale_writes_are_refused,
+            heartbeat_renews_and_names_stale,
+            reaped_attempt_is_lost_and_retried_by_policy,
+            cancel_stops_the_run,
+            logs_page_and_ignore_repeats,
+            tokens_authenticate_by_kind,
+            agents_online_offline_gone,
+            list_runs_filters_newest_first,
+            artifacts_are_recorded,
+            concurrent_claims_take_each_node_once,
+            random_histories_match_the_machine,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let clock = $crate::testing::TestClock::new();
+                match ($factory)(clock).await {
+                    Some(h) => $crate::testing::$case(h).await,
+                    None => eprintln!(
+                        "SKIPPED {}: the backend is not available",
+                        stringify!($case)
+                    ),
+                }
+            }
+        )+
+    };
+}
+
+/// A shell node `id` that needs `needs`.
+pub fn node(id: &str, needs: &[&str]) -> NodeSpec {
+    NodeSpec {
+        id: id.to_owned(),
+        needs: needs.iter().map(|s| (*s).to_owned()).collect(),
+        action: Action::Run(Script::One(format!("echo {id}"))),
+        env: BTreeMap::new(),
+        selector: BTreeMap::new(),
+        timeout_ms: None,
+        retry: RetryPolicy::default(),
+        resources: Vec::new(),
+        artifacts: Vec::new(),
+    }
+}
+
+/// A workflow of these nodes.
+pub fn workflow(name: &str, nodes: Vec<NodeSpec>) -> Workflow {
+    Workflow {
+        name: name.to_owned(),
+        description: None,
+        nodes,
+    }
+}
+
+/// Applies a workflow and starts a run of it; returns the run id.
+pub async fn start_run(store: &dyn Store, wf: &Workflow) -> String {
+    store
+        .apply_workflow(wf, "# test\n")
+        .await
+        .expect("apply workflow");
+    store
+        .create_run(&wf.name, None)
+        .await
+        .expect("create run")
+        .run
+        .id
+}
+
+/// Registers a `shell` agent with these labels and extra functions; returns its id.
+pub async fn agent(store: &dyn Store, name: &str, labels: &[(&str, &str)], functions: &[&str]) -> String {
+    agent_with_token(store, name, labels, functions, &token_hash(name)).await
+}
+
+/// Registers an agent whose token has hash `hash`; returns its id.
+pub async fn agent_with_token(
+    store: &dyn Store,
+    name: &str,
+    labels: &[(&str, &str)],
+    functions: &[&str],
+    hash: &str,
+) -> String {
+    let mut fns = vec!["shell".to_owned()];
+    fns.extend(functions.iter().map(|s| (*s).to_owned()));
+    store
+        .register_agent(
+            &RegisterAgent {
+                name: name.to_owned(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                slots: 4,
+                functions: fns,
+                version: "test".to_owned(),
+            },
+            hash,
+        )
+        .await
+        .expect("register agent")
+}
+
+/// A unique token hash for a test agent.
+pub fn token_hash(name: &str) -> String {
+    format!("{name}-{:016x}", rand::random::<u64>())
+}
+
+/// The attempt reference of an assignment.
+pub fn aref(a: &Assignment) -> AttemptRef {
+    AttemptRef {
+        attempt_id: a.attempt_id,
+        fence: a.fence,
+    }
+}
+
+/// Every node's state in a run.
+pub async fn states(store: &dyn Store, run: &str) -> BTreeMap<String, NodeState> {
+    store
+        .run(run)
+        .await
+        .expect("run document")
+        .nodes
+        .into_iter()
+        .map(|(id, n)| (id, n.status))
+        .collect()
+}
+
+/// The state of one node of a run.
+pub async fn state_of(store: &dyn Store, run: &str, node: &str) -> NodeState {
+    states(store, run).await[node]
+}
+
+/// Claims up to `max` and returns the node ids handed out, sorted.
+pub async fn claim_nodes(store: &dyn Store, agent: &str, max: u32) -> (Vec<Assignment>, BTreeSet<String>) {
+    let got = store.claim(agent, max, LEASE).await.expect("claim");
+    let names = got.assignments.iter().map(|a| a.node.clone()).collect();
+    (got.assignments, names)
+}
+
+/// A set of node ids.
+pub fn names(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}

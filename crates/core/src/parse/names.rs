@@ -137,7 +137,8 @@ pub(crate) fn quote(text: &str) -> String {
     }
 }
 
-/// The candidate closest to `word`, when one is close enough to be a likely typo.
+/// The candidate closest to `word`, when one is close enough to be a likely typo; of
+/// equally close candidates, the first.
 pub(crate) fn suggest<'c>(
     word: &str,
     candidates: impl IntoIterator<Item = &'c str>,

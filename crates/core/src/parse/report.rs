@@ -63,7 +63,7 @@ impl<'f> Report<'f> {
             file: self.file.to_owned(),
             line: pos.map(|p| p.line),
             column: pos.map(|p| p.col),
-            node: node.map(str::to_owned),
+            node: node.map(shorten),
             message,
         });
     }
@@ -90,5 +90,15 @@ impl<'f> Report<'f> {
             });
         }
         Diagnostics(self.diags)
+    }
+}
+
+/// A node id as shown in a problem: a refused id can be as long as the file, and is
+/// repeated in every problem of its node, so only its start is kept.
+fn shorten(id: &str) -> String {
+    const SHOWN: usize = 64;
+    match id.char_indices().nth(SHOWN) {
+        None => id.to_owned(),
+        Some((cut, _)) => format!("{}…", &id[..cut]),
     }
 }

@@ -8,6 +8,9 @@ use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::extract::Json;
 
-pub(crate) async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Vec<AgentDoc>>, ApiError> {
+pub(crate) async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<AgentDoc>>, ApiError> {
     Ok(Json(state.store().list_agents(state.lease_ms()).await?))
 }

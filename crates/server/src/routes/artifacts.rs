@@ -169,9 +169,7 @@ fn artifact_path(path: &str) -> Result<Vec<&str>, String> {
         return Err(format!("artifact path {path:?} is absolute"));
     }
     if path.contains('\\') || path.contains('\0') {
-        return Err(format!(
-            "artifact path {path:?} holds a backslash or NUL"
-        ));
+        return Err(format!("artifact path {path:?} holds a backslash or NUL"));
     }
     let parts: Vec<&str> = path.split('/').collect();
     if let Some(bad) = parts.iter().find(|part| !is_plain_component(part)) {
@@ -184,9 +182,7 @@ fn artifact_path(path: &str) -> Result<Vec<&str>, String> {
 
 /// A non-empty file name that is not `.`, `..` or any other dots-only name.
 fn is_plain_component(part: &str) -> bool {
-    !part.is_empty()
-        && !part.bytes().all(|b| b == b'.')
-        && !part.contains(['/', '\\', '\0'])
+    !part.is_empty() && !part.bytes().all(|b| b == b'.') && !part.contains(['/', '\\', '\0'])
 }
 
 /// Creates `base/dirs…`, refusing to pass through anything that is not a real directory.

@@ -18,7 +18,10 @@ pub(crate) async fn apply(
 ) -> Result<(StatusCode, Json<WorkflowVersion>), ApiError> {
     let workflow = baton_core::parse_workflow(&body.filename, body.source.as_bytes())
         .map_err(|diagnostics| ApiError::invalid_workflow(diagnostics.0))?;
-    let version = state.store().apply_workflow(&workflow, &body.source).await?;
+    let version = state
+        .store()
+        .apply_workflow(&workflow, &body.source)
+        .await?;
     let status = if version.created {
         tracing::info!(workflow = %version.name, version = version.version, "workflow applied");
         StatusCode::CREATED

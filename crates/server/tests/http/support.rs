@@ -13,32 +13,32 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 /// Two nodes, `b` after `a`.
-pub const CHAIN: &str = "name: chain\nnodes:\n  a:\n    run: echo a\n  b:\n    needs: [a]\n    run: echo b\n";
+pub(crate) const CHAIN: &str =
+    "name: chain\nnodes:\n  a:\n    run: echo a\n  b:\n    needs: [a]\n    run: echo b\n";
 
 /// Generous bound for waits that should end at once.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A router on a fresh data dir.
-pub struct App {
-    pub dir: TempDir,
-    pub state: AppState,
-    pub tokens: ServerTokens,
-    pub shutdown: CancellationToken,
+pub(crate) struct App {
+    pub(crate) dir: TempDir,
+    pub(crate) tokens: ServerTokens,
+    pub(crate) shutdown: CancellationToken,
     router: Router,
 }
 
 /// A registered agent.
-pub struct TestAgent {
-    pub id: String,
-    pub token: String,
+pub(crate) struct TestAgent {
+    pub(crate) id: String,
+    pub(crate) token: String,
 }
 
 impl App {
-    pub async fn new() -> App {
+    pub(crate) async fn new() -> App {
         App::with(|_| {}).await
     }
 
-    pub async fn with(adjust: impl FnOnce(&mut ServerConfig)) -> App {
+    pub(crate) async fn with(adjust: impl FnOnce(&mut ServerConfig)) -> App {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ServerConfig::new(dir.path().join("data"));
         adjust(&mut config);
@@ -47,28 +47,27 @@ impl App {
         let router = router(state.clone());
         App {
             dir,
-            state,
             tokens,
             shutdown,
             router,
         }
     }
 
-    pub fn admin(&self) -> &str {
+    pub(crate) fn admin(&self) -> &str {
         self.tokens.admin()
     }
 
-    pub fn enroll(&self) -> &str {
+    pub(crate) fn enroll(&self) -> &str {
         self.tokens.enroll()
     }
 
     /// The raw answer to a request.
-    pub async fn send(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
+    pub(crate) async fn send(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
         send(self.router.clone(), req).await
     }
 
     /// A JSON call; the answer body parsed as JSON (`null` when empty).
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         uri: &str,
@@ -81,11 +80,11 @@ impl App {
     }
 
     /// A router to move into a spawned task.
-    pub fn router(&self) -> Router {
+    pub(crate) fn router(&self) -> Router {
         self.router.clone()
     }
 
-    pub async fn apply(&self, source: &str) -> (StatusCode, Value) {
+    pub(crate) async fn apply(&self, source: &str) -> (StatusCode, Value) {
         self.call(
             Method::POST,
             "/api/v1/workflows",
@@ -95,7 +94,7 @@ impl App {
         .await
     }
 
-    pub async fn create_run(&self, workflow: &str) -> Value {
+    pub(crate) async fn create_run(&self, workflow: &str) -> Value {
         let (status, run) = self
             .call(
                 Method::POST,
@@ -108,7 +107,7 @@ impl App {
         run
     }
 
-    pub async fn run(&self, id: &str) -> Value {
+    pub(crate) async fn run(&self, id: &str) -> Value {
         let (status, run) = self
             .call(
                 Method::GET,
@@ -121,7 +120,7 @@ impl App {
         run
     }
 
-    pub async fn register(&self, name: &str) -> TestAgent {
+    pub(crate) async fn register(&self, name: &str) -> TestAgent {
         let (status, body) = self
             .call(
                 Method::POST,
@@ -137,7 +136,7 @@ impl App {
         }
     }
 
-    pub async fn claim(&self, agent: &TestAgent, max: u32, wait_ms: u64) -> Value {
+    pub(crate) async fn claim(&self, agent: &TestAgent, max: u32, wait_ms: u64) -> Value {
         let (status, body) = self
             .call(
                 Method::POST,
@@ -151,14 +150,14 @@ impl App {
     }
 
     /// Claims exactly one assignment, right away.
-    pub async fn claim_one(&self, agent: &TestAgent) -> Value {
+    pub(crate) async fn claim_one(&self, agent: &TestAgent) -> Value {
         let body = self.claim(agent, 1, 0).await;
         let assignments = body["assignments"].as_array().unwrap();
         assert_eq!(assignments.len(), 1, "{body}");
         assignments[0].clone()
     }
 
-    pub async fn start(&self, agent: &TestAgent, assignment: &Value) -> StatusCode {
+    pub(crate) async fn start(&self, agent: &TestAgent, assignment: &Value) -> StatusCode {
         let (status, _) = self
             .call(
                 Method::POST,
@@ -170,7 +169,7 @@ impl App {
         status
     }
 
-    pub async fn report(
+    pub(crate) async fn report(
         &self,
         agent: &TestAgent,
         attempt_id: &Value,
@@ -191,7 +190,7 @@ impl App {
     }
 }
 
-pub async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
+pub(crate) async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
     let response = router.oneshot(req).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -199,7 +198,7 @@ pub async fn send(router: Router, req: Request<Body>) -> (StatusCode, HeaderMap,
     (status, headers, bytes)
 }
 
-pub fn json_request(
+pub(crate) fn json_request(
     method: Method,
     uri: &str,
     token: Option<&str>,
@@ -218,7 +217,7 @@ pub fn json_request(
     }
 }
 
-pub fn parse(bytes: &[u8]) -> Value {
+pub(crate) fn parse(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         Value::Null
     } else {
@@ -228,11 +227,11 @@ pub fn parse(bytes: &[u8]) -> Value {
 }
 
 /// The error code of an error body.
-pub fn code(body: &Value) -> &str {
+pub(crate) fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("")
 }
 
 /// The status of node `node` in a run document.
-pub fn node_status<'a>(run: &'a Value, node: &str) -> &'a str {
+pub(crate) fn node_status<'a>(run: &'a Value, node: &str) -> &'a str {
     run["nodes"][node]["status"].as_str().unwrap_or("")
 }

@@ -14,7 +14,6 @@ use crate::{Result, StoreError};
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) name: String,
-    pub(crate) version: i64,
     pub(crate) workflow: Workflow,
     pub(crate) dag: Dag,
     /// Requirement id of each node, by index.
@@ -75,11 +74,11 @@ impl Cache {
         if let Some(c) = guard(&self.versions).get(id) {
             return Ok(c.clone());
         }
-        let (name, version, definition): (String, i64, String) = db
+        let (name, definition): (String, String) = db
             .conn
-            .prepare_cached("SELECT name, version, definition FROM workflow_versions WHERE id = ?1")
+            .prepare_cached("SELECT name, definition FROM workflow_versions WHERE id = ?1")
             .and_then(|mut s| {
-                s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
             .ctx("loading a workflow version")?
@@ -112,7 +111,6 @@ impl Cache {
         }
         let compiled = Arc::new(Compiled {
             name,
-            version,
             workflow,
             dag,
             reqs,

@@ -1,0 +1,164 @@
+//! One attempt's life on the agent: start, run, logs, artifacts, report.
+
+use std::sync::Arc;
+
+use baton_api::{Assignment, Report};
+use tokio_util::sync::CancellationToken;
+
+use crate::artifacts;
+use crate::backoff::Backoff;
+use crate::client::Client;
+use crate::functions::{self, Ended, Execution};
+use crate::logs::{self, LogBuffer};
+use crate::shared::Shared;
+use crate::stop::{Stop, StopReason};
+
+/// Runs an assignment to its report; the attempt must already be in `shared.held`, and is
+/// let go of when this ends (even by a panic).
+pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
+    let _release = Release {
+        shared: &shared,
+        attempt_id: a.attempt_id,
+    };
+    tracing::debug!(
+        attempt = a.attempt_id, run = %a.run_id, node = %a.node, number = a.attempt,
+        "claimed"
+    );
+    // `start` goes out beside the work, so it never delays the spawn; the report waits for
+    // it, so the server never sees them out of order.
+    let ((), execution) = tokio::join!(start(&shared, &a, &stop), work(&shared, &a, &stop));
+    let Execution { ended, work_dir } = execution;
+    match ended {
+        Ended::Finished { outcome, message } if !stop.is_dropped() => {
+            tracing::debug!(
+                attempt = a.attempt_id, node = %a.node, state = %outcome.state,
+                reason = %outcome.reason, "finished"
+            );
+            let report = Report {
+                fence: a.fence,
+                outcome,
+                message,
+            };
+            send_report(&shared.client, a.attempt_id, &report, &stop, &shared.give_up).await;
+        }
+        _ => tracing::info!(attempt = a.attempt_id, node = %a.node, "attempt dropped unreported"),
+    }
+    if let Some(dir) = work_dir {
+        dir.remove().await;
+    }
+}
+
+struct Release<'a> {
+    shared: &'a Shared,
+    attempt_id: i64,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.shared.held.remove(self.attempt_id);
+    }
+}
+
+/// Runs the action, collects artifacts and ships all output.
+async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
+    let (mut logs, rx) = LogBuffer::channel();
+    let produce = async move {
+        let execution = functions::execute(&shared.work_root, a, stop, &mut logs).await;
+        shared.held.mark_finished(a.attempt_id);
+        let keep = !matches!(execution.ended, Ended::Dropped) && !stop.is_dropped();
+        if let Some(dir) = &execution.work_dir
+            && keep
+            && !a.artifacts.is_empty()
+        {
+            let (id, fence) = (a.attempt_id, a.fence);
+            artifacts::collect(&shared.client, id, fence, dir.path(), &a.artifacts, &mut logs).await;
+        }
+        logs.finish().await;
+        execution
+    };
+    let upload = logs::upload(
+        &shared.client,
+        a.attempt_id,
+        a.fence,
+        rx,
+        stop,
+        &shared.give_up,
+    );
+    let (execution, ()) = tokio::join!(produce, upload);
+    execution
+}
+
+/// Tells the server the attempt started; a `409` stops the attempt as stale.
+async fn start(shared: &Shared, a: &Assignment, stop: &Stop) {
+    let mut backoff = Backoff::default();
+    loop {
+        match shared.client.start(a.attempt_id, a.fence).await {
+            Ok(()) => return,
+            Err(e) if e.is_stale() => {
+                tracing::info!(attempt = a.attempt_id, "start refused as stale; stopping the attempt");
+                stop.stop(StopReason::Stale);
+                return;
+            }
+            Err(e) if e.is_retryable() && !shared.give_up.is_cancelled() && !stop.is_dropped() => {
+                tracing::warn!(attempt = a.attempt_id, error = %e, "sending start failed; retrying");
+                wait(&mut backoff, &shared.give_up).await;
+            }
+            Err(e) => {
+                tracing::warn!(attempt = a.attempt_id, error = %e, "start not recorded");
+                return;
+            }
+        }
+    }
+}
+
+/// Reports until the server takes it or refuses it as stale. A finished result is kept
+/// through any outage; only the end of the shutdown grace or a stale verdict drops it.
+async fn send_report(
+    client: &Client,
+    attempt_id: i64,
+    report: &Report,
+    stop: &Stop,
+    give_up: &CancellationToken,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        match client.report(attempt_id, report).await {
+            Ok(answer) => {
+                if answer.outcome != report.outcome {
+                    tracing::info!(
+                        attempt = attempt_id, stored = %answer.outcome.state,
+                        "the server kept another ending for the attempt"
+                    );
+                }
+                return;
+            }
+            Err(e) if e.is_stale() => {
+                tracing::info!(attempt = attempt_id, "report refused as stale");
+                return;
+            }
+            Err(e) if e.is_retryable() => {
+                if give_up.is_cancelled() {
+                    tracing::warn!(attempt = attempt_id, error = %e, "shutting down; report not delivered");
+                    return;
+                }
+                if stop.reason() == Some(StopReason::Stale) {
+                    return;
+                }
+                tracing::warn!(attempt = attempt_id, error = %e, "sending report failed; retrying");
+                wait(&mut backoff, give_up).await;
+            }
+            Err(e) => {
+                tracing::error!(attempt = attempt_id, error = %e, "report rejected");
+                return;
+            }
+        }
+    }
+}
+
+/// Sleeps the next back-off delay, cut short when retries must end.
+async fn wait(backoff: &mut Backoff, give_up: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(backoff.next_delay()) => {}
+        () = give_up.cancelled() => {}
+    }
+}

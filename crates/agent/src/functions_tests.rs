@@ -1,0 +1,347 @@
+//! Real `sh` processes run through the functions, as an attempt would run them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_api::{Assignment, Stream};
+use baton_core::{Action, AttemptState, Outcome, Reason, Script};
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use super::*;
+use crate::logs::Chunk;
+
+fn assignment(action: Action) -> Assignment {
+    Assignment {
+        attempt_id: 7,
+        fence: 1,
+        run_id: "run/01".into(),
+        workflow: "wf".into(),
+        node: "build".into(),
+        attempt: 2,
+        action,
+        env: BTreeMap::new(),
+        timeout_ms: None,
+        artifacts: Vec::new(),
+    }
+}
+
+fn script(s: &str) -> Action {
+    Action::Run(Script::One(s.into()))
+}
+
+fn uses(function: &str, with: serde_json::Value) -> Action {
+    Action::Uses {
+        function: function.into(),
+        with,
+    }
+}
+
+struct Ran {
+    ended: Ended,
+    work_dir: Option<WorkDir>,
+    chunks: Vec<Chunk>,
+}
+
+impl Ran {
+    fn text(&self, stream: Stream) -> String {
+        self.chunks
+            .iter()
+            .filter(|c| c.stream == stream)
+            .map(|c| c.data.as_str())
+            .collect()
+    }
+
+    fn outcome(&self) -> Outcome {
+        match &self.ended {
+            Ended::Finished { outcome, .. } => *outcome,
+            Ended::Dropped => panic!("dropped"),
+        }
+    }
+
+    fn message(&self) -> Option<&str> {
+        match &self.ended {
+            Ended::Finished { message, .. } => message.as_deref(),
+            Ended::Dropped => None,
+        }
+    }
+}
+
+async fn run_with(root: &Path, a: &Assignment, stop: &Stop) -> Ran {
+    let (mut logs, mut rx) = LogBuffer::channel();
+    let collector = tokio::spawn(async move {
+        let mut chunks = Vec::new();
+        while let Some(c) = rx.recv().await {
+            chunks.push(c);
+        }
+        chunks
+    });
+    let execution = execute(root, a, stop, &mut logs).await;
+    logs.finish().await;
+    Ran {
+        ended: execution.ended,
+        work_dir: execution.work_dir,
+        chunks: collector.await.unwrap(),
+    }
+}
+
+async fn run(root: &Path, a: &Assignment) -> Ran {
+    run_with(root, a, &Stop::new()).await
+}
+
+/// Alive and not a zombie waiting for a reaper.
+fn alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+async fn wait_gone(pid: i32) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while alive(pid) {
+        assert!(std::time::Instant::now() < deadline, "process {pid} survived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn read_pid(path: &PathBuf) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && let Ok(pid) = s.trim().parse()
+        {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pid file");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_command_list_stops_at_the_first_failing_command() {
+    let root = tempfile::tempdir().unwrap();
+    let a = assignment(Action::Run(Script::List(vec![
+        "echo one".into(),
+        "false".into(),
+        "echo two".into(),
+    ])));
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::exited(1));
+    assert_eq!(ran.text(Stream::Stdout), "one\n");
+}
+
+#[tokio::test]
+async fn later_commands_see_earlier_ones_and_success_exits_zero() {
+    let root = tempfile::tempdir().unwrap();
+    let a = assignment(Action::Run(Script::List(vec![
+        "mkdir sub".into(),
+        "cd sub".into(),
+        "X=42".into(),
+        "echo \"$X $(basename \"$PWD\")\"".into(),
+    ])));
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::exited(0));
+    assert_eq!(ran.text(Stream::Stdout), "42 sub\n");
+}
+
+#[tokio::test]
+async fn the_process_sees_node_env_and_baton_variables_in_its_work_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = assignment(script(
+        "echo \"$GREETING|$BATON_RUN_ID|$BATON_WORKFLOW|$BATON_NODE|$BATON_ATTEMPT\"\n\
+         echo \"$BATON_WORK_DIR\"; pwd -P; ls -A | wc -l; echo oops >&2",
+    ));
+    a.env.insert("GREETING".into(), "hello world".into());
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::exited(0));
+    let out = ran.text(Stream::Stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "hello world|run/01|wf|build|2");
+    let dir = ran.work_dir.as_ref().unwrap().path();
+    assert_eq!(dir, root.path().join("run_01-build-2"));
+    assert_eq!(lines[1], dir.to_str().unwrap());
+    assert_eq!(Path::new(lines[2]), dir.canonicalize().unwrap());
+    assert_eq!(lines[3].trim(), "0", "the work dir starts empty");
+    assert_eq!(ran.text(Stream::Stderr), "oops\n");
+}
+
+#[tokio::test]
+async fn the_work_dir_is_fresh_during_the_run_and_gone_after() {
+    let root = tempfile::tempdir().unwrap();
+    let a = assignment(script("test ! -e leftover; touch made; test -d \"$BATON_WORK_DIR\""));
+    let leftover = root.path().join("run_01-build-2");
+    std::fs::create_dir_all(&leftover).unwrap();
+    std::fs::write(leftover.join("leftover"), "x").unwrap();
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::exited(0));
+    let dir = ran.work_dir.unwrap();
+    let path = dir.path().to_owned();
+    assert!(path.join("made").exists());
+    dir.remove().await;
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn exit_codes_and_signals_map_to_outcomes() {
+    let root = tempfile::tempdir().unwrap();
+    let ran = run(root.path(), &assignment(script("exit 3"))).await;
+    assert_eq!(ran.outcome(), Outcome::exited(3));
+    assert_eq!(ran.outcome().state, AttemptState::Failure);
+
+    let ran = run(root.path(), &assignment(script("kill -9 $$"))).await;
+    assert_eq!(ran.outcome(), Outcome::exited(137));
+    assert_eq!(ran.message(), Some("killed by SIGKILL"));
+}
+
+#[tokio::test]
+async fn invalid_utf8_output_is_replaced_not_dropped() {
+    let root = tempfile::tempdir().unwrap();
+    let ran = run(root.path(), &assignment(script("printf 'a\\377b\\n'"))).await;
+    assert_eq!(ran.text(Stream::Stdout), "a\u{FFFD}b\n");
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let pid_file = out.path().join("bg.pid");
+    let mut a = assignment(script("sleep 300 & echo $! > \"$PID_FILE\"; sleep 300"));
+    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    a.timeout_ms = Some(300);
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::error(Reason::Timeout));
+    assert!(ran.message().unwrap().starts_with("timed out after"));
+    let pid = read_pid(&pid_file).await;
+    wait_gone(pid).await;
+}
+
+#[tokio::test]
+async fn a_group_ignoring_sigterm_is_killed_after_the_grace() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let pid_file = out.path().join("bg.pid");
+    let mut a = assignment(script(
+        "trap '' TERM; sleep 300 & echo $! > \"$PID_FILE\"; sleep 300",
+    ));
+    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    a.timeout_ms = Some(200);
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::error(Reason::Timeout));
+    wait_gone(read_pid(&pid_file).await).await;
+}
+
+#[tokio::test]
+async fn background_leftovers_are_killed_when_the_script_exits() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let pid_file = out.path().join("bg.pid");
+    let mut a = assignment(script("sleep 300 >/dev/null 2>&1 & echo $! > \"$PID_FILE\""));
+    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::exited(0));
+    wait_gone(read_pid(&pid_file).await).await;
+}
+
+#[tokio::test]
+async fn a_cancel_kills_the_process_and_ends_canceled() {
+    let root = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let pid_file = out.path().join("sh.pid");
+    let mut a = assignment(script("echo $$ > \"$PID_FILE\"; sleep 300"));
+    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    let stop = Stop::new();
+    let stopper = {
+        let stop = stop.clone();
+        let pid_file = pid_file.clone();
+        tokio::spawn(async move {
+            read_pid(&pid_file).await;
+            stop.stop(StopReason::Cancel);
+        })
+    };
+    let ran = run_with(root.path(), &a, &stop).await;
+    stopper.await.unwrap();
+    assert_eq!(ran.outcome(), Outcome::canceled(Reason::Canceled));
+    wait_gone(read_pid(&pid_file).await).await;
+}
+
+#[tokio::test]
+async fn a_stale_attempt_is_killed_and_dropped() {
+    let root = tempfile::tempdir().unwrap();
+    let stop = Stop::new();
+    stop.stop(StopReason::Stale);
+    let ran = run_with(root.path(), &assignment(script("sleep 300")), &stop).await;
+    assert_eq!(ran.ended, Ended::Dropped);
+}
+
+#[tokio::test]
+async fn a_spawn_failure_is_a_setup_error() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = assignment(script("true"));
+    a.env.insert("PATH".into(), "/nonexistent".into());
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::error(Reason::Setup));
+    assert!(ran.message().unwrap().contains("cannot start sh"));
+}
+
+#[tokio::test]
+async fn an_unusable_work_root_is_a_setup_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let ran = run(&file, &assignment(script("true"))).await;
+    assert_eq!(ran.outcome(), Outcome::error(Reason::Setup));
+    assert!(ran.work_dir.is_none());
+}
+
+#[tokio::test]
+async fn noop_succeeds_without_a_work_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let ran = run(root.path(), &assignment(uses("noop", serde_json::Value::Null))).await;
+    assert_eq!(ran.outcome().state, AttemptState::Success);
+    assert!(ran.work_dir.is_none());
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn sleep_checks_its_arguments_and_honours_timeout_and_cancel() {
+    let root = tempfile::tempdir().unwrap();
+    let ok = run(root.path(), &assignment(uses("sleep", serde_json::json!({"seconds": 0.01})))).await;
+    assert_eq!(ok.outcome().state, AttemptState::Success);
+
+    for bad in [
+        serde_json::json!({"seconds": -1}),
+        serde_json::json!({"seconds": 86401}),
+        serde_json::json!({"seconds": "1"}),
+        serde_json::json!({}),
+    ] {
+        let ran = run(root.path(), &assignment(uses("sleep", bad))).await;
+        assert_eq!(ran.outcome(), Outcome::error(Reason::Setup));
+        assert!(ran.message().unwrap().contains("seconds"));
+    }
+
+    let mut a = assignment(uses("sleep", serde_json::json!({"seconds": 300})));
+    a.timeout_ms = Some(20);
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::error(Reason::Timeout));
+
+    let stop = Stop::new();
+    stop.stop(StopReason::Shutdown);
+    let a = assignment(uses("sleep", serde_json::json!({"seconds": 300})));
+    let ran = run_with(root.path(), &a, &stop).await;
+    assert_eq!(ran.outcome(), Outcome::canceled(Reason::Shutdown));
+}
+
+#[tokio::test]
+async fn unknown_functions_are_setup_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let ran = run(root.path(), &assignment(uses("terraform-plan", serde_json::json!({})))).await;
+    assert_eq!(ran.outcome(), Outcome::error(Reason::Setup));
+    assert!(ran.message().unwrap().contains("terraform-plan"));
+}

@@ -1,0 +1,95 @@
+//! State shared by the loops and attempt tasks of one registered agent.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+use crate::error::RequestError;
+use crate::held::Held;
+
+pub(crate) struct Shared {
+    /// Calls with the agent's own token.
+    pub(crate) client: Client,
+    /// Absolute; holds the attempts' work dirs.
+    pub(crate) work_root: PathBuf,
+    pub(crate) held: Held,
+    /// Cancelled when the agent stops claiming: shutdown, or a fatal error.
+    pub(crate) stopping: CancellationToken,
+    /// Cancelled when the shutdown grace is over: retries end, each call gets one more try.
+    pub(crate) give_up: CancellationToken,
+    lease_ms: AtomicU64,
+    heartbeat_ms: u64,
+    fatal: Mutex<Option<RequestError>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        client: Client,
+        work_root: PathBuf,
+        slots: u32,
+        lease_ms: u64,
+        heartbeat_ms: u64,
+        stopping: CancellationToken,
+    ) -> Shared {
+        Shared {
+            client,
+            work_root,
+            held: Held::new(slots),
+            stopping,
+            give_up: CancellationToken::new(),
+            lease_ms: AtomicU64::new(lease_ms),
+            heartbeat_ms,
+            fatal: Mutex::new(None),
+        }
+    }
+
+    /// The lease term the server last announced.
+    pub(crate) fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_lease(&self, ms: u64) {
+        if ms > 0 {
+            self.lease_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// The server's heartbeat interval, or a third of the lease when it gave none.
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        let ms = if self.heartbeat_ms > 0 {
+            self.heartbeat_ms
+        } else {
+            self.lease_ms.load(Ordering::Relaxed) / 3
+        };
+        Duration::from_millis(ms.max(50))
+    }
+
+    /// Records an error the agent cannot go on after, and stops claiming.
+    pub(crate) fn fail(&self, error: RequestError) {
+        let mut fatal = self.fatal.lock().unwrap_or_else(PoisonError::into_inner);
+        if fatal.is_none() {
+            tracing::error!(error = %error, "the server refused the agent's token; stopping");
+            *fatal = Some(error);
+        }
+        drop(fatal);
+        self.stopping.cancel();
+    }
+
+    pub(crate) fn take_fatal(&self) -> Option<RequestError> {
+        self.fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        self.fatal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+}

@@ -1,0 +1,272 @@
+//! Register, claim, start, report, logs, heartbeat.
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{self, App, CHAIN, PATIENCE, code, node_status};
+
+#[tokio::test]
+async fn registration_hands_out_a_token_and_the_lease_terms() {
+    let app = App::with(|config| config.lease_ms = 9_000).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/agent/register",
+            Some(app.enroll()),
+            Some(json!({"name": "a1", "slots": 2, "functions": ["shell"], "labels": {"os": "linux"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["lease_ms"], 9_000);
+    assert_eq!(body["heartbeat_ms"], 3_000);
+    let token = body["token"].as_str().unwrap();
+    assert!(
+        token.starts_with("baton_agent_") && token.len() == 12 + 64,
+        "{token}"
+    );
+
+    let (status, heartbeat) = app
+        .call(
+            Method::POST,
+            "/api/v1/agent/heartbeat",
+            Some(token),
+            Some(json!({"attempts": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(heartbeat["lease_ms"], 9_000);
+
+    let (status, agents) = app
+        .call(Method::GET, "/api/v1/agents", Some(app.admin()), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(agents[0]["name"], "a1", "{agents}");
+}
+
+#[tokio::test]
+async fn a_reported_success_makes_the_next_node_ready() {
+    let app = App::new().await;
+    app.apply(CHAIN).await;
+    let run = app.create_run("chain").await;
+    let id = run["id"].as_str().unwrap();
+    let agent = app.register("worker").await;
+
+    let work = app.claim_one(&agent).await;
+    assert_eq!(work["node"], "a");
+    assert_eq!(work["run_id"], run["id"]);
+    assert_eq!(node_status(&app.run(id).await, "a"), "pending");
+    assert_eq!(app.start(&agent, &work).await, StatusCode::NO_CONTENT);
+    assert_eq!(node_status(&app.run(id).await, "a"), "running");
+
+    let (status, answer) = app
+        .report(&agent, &work["attempt_id"], &work["fence"], 0)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"]["state"], "success");
+    let doc = app.run(id).await;
+    assert_eq!(node_status(&doc, "a"), "success", "{doc}");
+    assert_eq!(node_status(&doc, "b"), "ready", "{doc}");
+
+    let next = app.claim_one(&agent).await;
+    assert_eq!(next["node"], "b");
+}
+
+#[tokio::test]
+async fn reports_with_a_wrong_fence_are_stale_and_repeats_get_the_same_answer() {
+    let app = App::new().await;
+    app.apply(CHAIN).await;
+    let run = app.create_run("chain").await;
+    let agent = app.register("worker").await;
+    let work = app.claim_one(&agent).await;
+    app.start(&agent, &work).await;
+
+    let wrong = json!(work["fence"].as_i64().unwrap() + 1000);
+    let (status, body) = app.report(&agent, &work["attempt_id"], &wrong, 0).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "stale_attempt");
+    assert_eq!(
+        node_status(&app.run(run["id"].as_str().unwrap()).await, "a"),
+        "running",
+        "a stale report changes nothing"
+    );
+
+    let first = app
+        .report(&agent, &work["attempt_id"], &work["fence"], 3)
+        .await;
+    assert_eq!(first.0, StatusCode::OK, "{}", first.1);
+    let again = app
+        .report(&agent, &work["attempt_id"], &work["fence"], 3)
+        .await;
+    assert_eq!(again, first, "the same report gets the same answer");
+
+    // A different ending for the same finished attempt is refused.
+    let (status, body) = app
+        .report(&agent, &work["attempt_id"], &work["fence"], 0)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "stale_attempt");
+
+    // Another agent cannot write about this attempt either.
+    let other = app.register("other").await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/agent/attempts/{}/start", work["attempt_id"]),
+            Some(&other.token),
+            Some(json!({"fence": work["fence"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(code(&body), "stale_attempt");
+}
+
+#[tokio::test]
+async fn a_report_that_does_not_end_the_attempt_is_a_bad_request() {
+    let app = App::new().await;
+    let agent = app.register("worker").await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/v1/agent/attempts/1/report",
+            Some(&agent.token),
+            Some(json!({"fence": 1, "outcome": {"state": "running", "reason": "exit"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn a_held_claim_gets_the_node_of_a_run_created_while_it_waits() {
+    let app = App::new().await;
+    app.apply(CHAIN).await;
+    let agent = app.register("waiter").await;
+
+    let req = support::json_request(
+        Method::POST,
+        "/api/v1/agent/claim",
+        Some(&agent.token),
+        Some(json!({"max": 1, "wait_ms": 60_000})),
+    );
+    let held = tokio::spawn(support::send(app.router(), req));
+    // Give the claim a moment to park; the test holds either way, as a run created before
+    // it parks is seen by its first look.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let run = app.create_run("chain").await;
+
+    // Well under the claim's own 60 s: a lost wake-up fails here.
+    let (status, _, bytes) = tokio::time::timeout(PATIENCE, held)
+        .await
+        .expect("the held claim answers when the run is created")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = support::parse(&bytes);
+    assert_eq!(answer["assignments"][0]["run_id"], run["id"], "{answer}");
+    assert_eq!(answer["assignments"][0]["node"], "a", "{answer}");
+}
+
+#[tokio::test]
+async fn a_held_claim_hears_of_a_cancel_even_with_no_free_slot() {
+    let app = App::new().await;
+    app.apply(CHAIN).await;
+    let run = app.create_run("chain").await;
+    let agent = app.register("busy").await;
+    let work = app.claim_one(&agent).await;
+    app.start(&agent, &work).await;
+
+    let req = support::json_request(
+        Method::POST,
+        "/api/v1/agent/claim",
+        Some(&agent.token),
+        Some(json!({"max": 0, "wait_ms": 60_000})),
+    );
+    let held = tokio::spawn(support::send(app.router(), req));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/v1/runs/{}/cancel", run["id"].as_str().unwrap()),
+            Some(app.admin()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _, bytes) = tokio::time::timeout(PATIENCE, held)
+        .await
+        .expect("the held claim answers when the run is canceled")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let answer: Value = support::parse(&bytes);
+    assert_eq!(answer["cancel"], json!([work["attempt_id"]]), "{answer}");
+}
+
+#[tokio::test]
+async fn a_claim_with_nothing_to_do_answers_empty_after_its_wait() {
+    let app = App::new().await;
+    let agent = app.register("idle").await;
+    let answer = app.claim(&agent, 2, 50).await;
+    assert_eq!(answer["assignments"], json!([]), "{answer}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_a_held_claim() {
+    let app = App::new().await;
+    let agent = app.register("idle").await;
+    let req = support::json_request(
+        Method::POST,
+        "/api/v1/agent/claim",
+        Some(&agent.token),
+        Some(json!({"max": 1, "wait_ms": 60_000})),
+    );
+    let held = tokio::spawn(support::send(app.router(), req));
+    app.shutdown.cancel();
+    let (status, _, bytes) = tokio::time::timeout(PATIENCE, held)
+        .await
+        .expect("the held claim answers on shutdown")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(support::parse(&bytes)["assignments"], json!([]));
+}
+
+#[tokio::test]
+async fn log_chunks_are_stored_and_read_back() {
+    let app = App::new().await;
+    app.apply(CHAIN).await;
+    let run = app.create_run("chain").await;
+    let id = run["id"].as_str().unwrap();
+    let agent = app.register("talker").await;
+    let work = app.claim_one(&agent).await;
+    app.start(&agent, &work).await;
+    for (seq, data) in [(0, "hello\n"), (1, "world\n"), (1, "world\n")] {
+        let (status, body) = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/agent/attempts/{}/logs", work["attempt_id"]),
+                Some(&agent.token),
+                Some(json!({"fence": work["fence"], "seq": seq, "stream": "stdout", "data": data})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    }
+    let (status, page) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/runs/{id}/logs?node=a"),
+            Some(app.admin()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let text: String = page["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|chunk| chunk["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        text, "hello\nworld\n",
+        "a repeated seq is stored once: {page}"
+    );
+}
