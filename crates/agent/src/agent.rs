@@ -64,7 +64,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     }
     match shared.client.deregister().await {
         Ok(()) => tracing::info!(name = %config.name, "deregistered"),
-        Err(e) => tracing::warn!(error = %e, "deregistering failed; the server will mark the agent offline"),
+        Err(e) => {
+            tracing::warn!(error = %e, "deregistering failed; the server will mark the agent offline")
+        }
     }
     Ok(())
 }
@@ -104,7 +106,7 @@ async fn register(
             Err(e) if e.is_retryable() => {
                 // Once, then every tenth time: a server that is down for long should not
                 // flood the log.
-                if failures % 10 == 0 {
+                if failures.is_multiple_of(10) {
                     tracing::warn!(error = %e, "cannot register yet; retrying");
                 }
                 failures += 1;

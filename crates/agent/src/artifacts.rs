@@ -34,9 +34,9 @@ pub(crate) fn find(root: &Path, patterns: &[String]) -> Found {
         .filter_map(|p| {
             let c = Pattern::new(p);
             if c.is_none() {
-                found
-                    .problems
-                    .push(format!("artifact pattern {p:?} reaches outside the work dir; ignored"));
+                found.problems.push(format!(
+                    "artifact pattern {p:?} reaches outside the work dir; ignored"
+                ));
             }
             c
         })
@@ -125,23 +125,33 @@ pub(crate) async fn collect(
         logs.note(Stream::Stderr, problem).await;
     }
     if found.truncated {
-        let msg = format!("more than {MAX_FILES} artifact files; only the first {MAX_FILES} are kept");
+        let msg =
+            format!("more than {MAX_FILES} artifact files; only the first {MAX_FILES} are kept");
         logs.note(Stream::Stderr, &msg).await;
     }
     for (rel, path) in found.files {
         let content = match read(&path).await {
             Ok(content) => content,
             Err(msg) => {
-                logs.note(Stream::Stderr, &format!("artifact {rel} not uploaded: {msg}"))
-                    .await;
+                logs.note(
+                    Stream::Stderr,
+                    &format!("artifact {rel} not uploaded: {msg}"),
+                )
+                .await;
                 continue;
             }
         };
-        match client.upload_artifact(attempt_id, fence, &rel, content).await {
+        match client
+            .upload_artifact(attempt_id, fence, &rel, content)
+            .await
+        {
             Ok(()) => tracing::debug!(attempt = attempt_id, path = %rel, "artifact uploaded"),
             Err(e) if e.is_stale() => {
-                logs.note(Stream::Stderr, &format!("artifact {rel} not uploaded: the attempt is no longer current"))
-                    .await;
+                logs.note(
+                    Stream::Stderr,
+                    &format!("artifact {rel} not uploaded: the attempt is no longer current"),
+                )
+                .await;
                 return;
             }
             Err(e) => {
@@ -185,11 +195,21 @@ mod tests {
     fn finds_files_by_pattern_and_whole_matched_dirs() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
-        for f in ["a.txt", "b.log", "dist/x.tar", "dist/sub/y.tar", "src/z.txt", "out/deep/f"] {
+        for f in [
+            "a.txt",
+            "b.log",
+            "dist/x.tar",
+            "dist/sub/y.tar",
+            "src/z.txt",
+            "out/deep/f",
+        ] {
             touch(root, f);
         }
         let found = find(root, &["*.txt".into(), "dist/**".into(), "out".into()]);
-        assert_eq!(rels(&found), ["a.txt", "dist/sub/y.tar", "dist/x.tar", "out/deep/f"]);
+        assert_eq!(
+            rels(&found),
+            ["a.txt", "dist/sub/y.tar", "dist/x.tar", "out/deep/f"]
+        );
         assert!(!found.truncated);
         let found = find(root, &["**/*.txt".into()]);
         assert_eq!(rels(&found), ["a.txt", "src/z.txt"]);
@@ -217,7 +237,14 @@ mod tests {
         let root = tmp.path().join("work");
         fs::create_dir(&root).unwrap();
         touch(tmp.path(), "sibling.txt");
-        let found = find(&root, &["../sibling.txt".into(), "/etc/hostname".into(), "*.txt".into()]);
+        let found = find(
+            &root,
+            &[
+                "../sibling.txt".into(),
+                "/etc/hostname".into(),
+                "*.txt".into(),
+            ],
+        );
         assert!(found.files.is_empty());
         assert_eq!(found.problems.len(), 2);
     }

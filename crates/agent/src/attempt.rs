@@ -39,7 +39,14 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
                 outcome,
                 message,
             };
-            send_report(&shared.client, a.attempt_id, &report, &stop, &shared.give_up).await;
+            send_report(
+                &shared.client,
+                a.attempt_id,
+                &report,
+                &stop,
+                &shared.give_up,
+            )
+            .await;
         }
         _ => tracing::info!(attempt = a.attempt_id, node = %a.node, "attempt dropped unreported"),
     }
@@ -71,7 +78,15 @@ async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
             && !a.artifacts.is_empty()
         {
             let (id, fence) = (a.attempt_id, a.fence);
-            artifacts::collect(&shared.client, id, fence, dir.path(), &a.artifacts, &mut logs).await;
+            artifacts::collect(
+                &shared.client,
+                id,
+                fence,
+                dir.path(),
+                &a.artifacts,
+                &mut logs,
+            )
+            .await;
         }
         logs.finish().await;
         execution
@@ -95,7 +110,10 @@ async fn start(shared: &Shared, a: &Assignment, stop: &Stop) {
         match shared.client.start(a.attempt_id, a.fence).await {
             Ok(()) => return,
             Err(e) if e.is_stale() => {
-                tracing::info!(attempt = a.attempt_id, "start refused as stale; stopping the attempt");
+                tracing::info!(
+                    attempt = a.attempt_id,
+                    "start refused as stale; stopping the attempt"
+                );
                 stop.stop(StopReason::Stale);
                 return;
             }

@@ -19,7 +19,11 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
-        Backoff { min, max, next: min }
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
     }
 
     /// The delay before the next try.
@@ -61,7 +65,11 @@ mod tests {
         for base in bases {
             let d = b.next_delay();
             let base = Duration::from_millis(base);
-            assert!(d >= base / 2 && d <= base, "{d:?} not within [{:?}, {base:?}]", base / 2);
+            assert!(
+                d >= base / 2 && d <= base,
+                "{d:?} not within [{:?}, {base:?}]",
+                base / 2
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));

@@ -88,7 +88,10 @@ fn take(shared: &Arc<Shared>, tracker: &TaskTracker, response: ClaimResponse) ->
         if shared.held.insert(r, stop.clone(), Instant::now()) {
             tracker.spawn(attempt::run(Arc::clone(shared), a, stop));
         } else {
-            tracing::warn!(attempt = a.attempt_id, "the server handed out an attempt already held");
+            tracing::warn!(
+                attempt = a.attempt_id,
+                "the server handed out an attempt already held"
+            );
         }
     }
     news

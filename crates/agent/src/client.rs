@@ -13,8 +13,8 @@ use baton_api::{
     API_PREFIX, AppendLogs, ClaimRequest, ClaimResponse, ErrorBody, Heartbeat, HeartbeatResponse,
     RegisterAgent, Registered, Report, ReportResponse, StartAttempt,
 };
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -71,7 +71,8 @@ impl Client {
 
     /// `POST /agent/register`.
     pub(crate) async fn register(&self, body: &RegisterAgent) -> Result<Registered, RequestError> {
-        self.json(Method::POST, &["register"], body, CALL_TIMEOUT).await
+        self.json(Method::POST, &["register"], body, CALL_TIMEOUT)
+            .await
     }
 
     /// `POST /agent/claim`, held by the server up to `wait_ms`.
@@ -106,8 +107,13 @@ impl Client {
         body: &Report,
     ) -> Result<ReportResponse, RequestError> {
         let id = attempt.to_string();
-        self.json(Method::POST, &["attempts", &id, "report"], body, CALL_TIMEOUT)
-            .await
+        self.json(
+            Method::POST,
+            &["attempts", &id, "report"],
+            body,
+            CALL_TIMEOUT,
+        )
+        .await
     }
 
     /// `POST /agent/attempts/{id}/logs`.
@@ -137,9 +143,15 @@ impl Client {
         segments.extend(path.split('/'));
         let fence = fence.to_string();
         let query = Some(("fence", fence.as_str()));
-        self.call(Method::PUT, &segments, query, Some(Body::octets(content)), UPLOAD_TIMEOUT)
-            .await
-            .map(drop)
+        self.call(
+            Method::PUT,
+            &segments,
+            query,
+            Some(Body::octets(content)),
+            UPLOAD_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     /// `POST /agent/deregister`.

@@ -60,7 +60,10 @@ impl Ended {
     fn timed_out(limit: Duration) -> Ended {
         Ended::with_message(
             Outcome::error(Reason::Timeout),
-            format!("timed out after {}", baton_core::format_duration(limit_ms(limit))),
+            format!(
+                "timed out after {}",
+                baton_core::format_duration(limit_ms(limit))
+            ),
         )
     }
 }
@@ -100,7 +103,9 @@ pub(crate) async fn execute(
             "noop" => Ended::outcome(success()),
             "sleep" => sleep(with, timeout, stop).await,
             "shell" => Ended::setup("the shell function is used with `run:`, not `uses:`".into()),
-            other => Ended::setup(format!("this agent does not implement the function {other:?}")),
+            other => Ended::setup(format!(
+                "this agent does not implement the function {other:?}"
+            )),
         },
     };
     Execution {

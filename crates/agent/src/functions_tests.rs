@@ -106,7 +106,10 @@ fn alive(pid: i32) -> bool {
 async fn wait_gone(pid: i32) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while alive(pid) {
-        assert!(std::time::Instant::now() < deadline, "process {pid} survived");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} survived"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -175,7 +178,9 @@ async fn the_process_sees_node_env_and_baton_variables_in_its_work_dir() {
 #[tokio::test]
 async fn the_work_dir_is_fresh_during_the_run_and_gone_after() {
     let root = tempfile::tempdir().unwrap();
-    let a = assignment(script("test ! -e leftover; touch made; test -d \"$BATON_WORK_DIR\""));
+    let a = assignment(script(
+        "test ! -e leftover; touch made; test -d \"$BATON_WORK_DIR\"",
+    ));
     let leftover = root.path().join("run_01-build-2");
     std::fs::create_dir_all(&leftover).unwrap();
     std::fs::write(leftover.join("leftover"), "x").unwrap();
@@ -213,7 +218,8 @@ async fn a_timeout_kills_the_whole_process_group() {
     let out = tempfile::tempdir().unwrap();
     let pid_file = out.path().join("bg.pid");
     let mut a = assignment(script("sleep 300 & echo $! > \"$PID_FILE\"; sleep 300"));
-    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    a.env
+        .insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
     a.timeout_ms = Some(300);
     let ran = run(root.path(), &a).await;
     assert_eq!(ran.outcome(), Outcome::error(Reason::Timeout));
@@ -230,7 +236,8 @@ async fn a_group_ignoring_sigterm_is_killed_after_the_grace() {
     let mut a = assignment(script(
         "trap '' TERM; sleep 300 & echo $! > \"$PID_FILE\"; sleep 300",
     ));
-    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    a.env
+        .insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
     a.timeout_ms = Some(200);
     let ran = run(root.path(), &a).await;
     assert_eq!(ran.outcome(), Outcome::error(Reason::Timeout));
@@ -242,8 +249,11 @@ async fn background_leftovers_are_killed_when_the_script_exits() {
     let root = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let pid_file = out.path().join("bg.pid");
-    let mut a = assignment(script("sleep 300 >/dev/null 2>&1 & echo $! > \"$PID_FILE\""));
-    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    let mut a = assignment(script(
+        "sleep 300 >/dev/null 2>&1 & echo $! > \"$PID_FILE\"",
+    ));
+    a.env
+        .insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
     let ran = run(root.path(), &a).await;
     assert_eq!(ran.outcome(), Outcome::exited(0));
     wait_gone(read_pid(&pid_file).await).await;
@@ -255,7 +265,8 @@ async fn a_cancel_kills_the_process_and_ends_canceled() {
     let out = tempfile::tempdir().unwrap();
     let pid_file = out.path().join("sh.pid");
     let mut a = assignment(script("echo $$ > \"$PID_FILE\"; sleep 300"));
-    a.env.insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
+    a.env
+        .insert("PID_FILE".into(), pid_file.to_str().unwrap().into());
     let stop = Stop::new();
     let stopper = {
         let stop = stop.clone();
@@ -303,7 +314,11 @@ async fn an_unusable_work_root_is_a_setup_error() {
 #[tokio::test]
 async fn noop_succeeds_without_a_work_dir() {
     let root = tempfile::tempdir().unwrap();
-    let ran = run(root.path(), &assignment(uses("noop", serde_json::Value::Null))).await;
+    let ran = run(
+        root.path(),
+        &assignment(uses("noop", serde_json::Value::Null)),
+    )
+    .await;
     assert_eq!(ran.outcome().state, AttemptState::Success);
     assert!(ran.work_dir.is_none());
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
@@ -312,7 +327,11 @@ async fn noop_succeeds_without_a_work_dir() {
 #[tokio::test]
 async fn sleep_checks_its_arguments_and_honours_timeout_and_cancel() {
     let root = tempfile::tempdir().unwrap();
-    let ok = run(root.path(), &assignment(uses("sleep", serde_json::json!({"seconds": 0.01})))).await;
+    let ok = run(
+        root.path(),
+        &assignment(uses("sleep", serde_json::json!({"seconds": 0.01}))),
+    )
+    .await;
     assert_eq!(ok.outcome().state, AttemptState::Success);
 
     for bad in [
@@ -341,7 +360,11 @@ async fn sleep_checks_its_arguments_and_honours_timeout_and_cancel() {
 #[tokio::test]
 async fn unknown_functions_are_setup_errors() {
     let root = tempfile::tempdir().unwrap();
-    let ran = run(root.path(), &assignment(uses("terraform-plan", serde_json::json!({})))).await;
+    let ran = run(
+        root.path(),
+        &assignment(uses("terraform-plan", serde_json::json!({}))),
+    )
+    .await;
     assert_eq!(ran.outcome(), Outcome::error(Reason::Setup));
     assert!(ran.message().unwrap().contains("terraform-plan"));
 }

@@ -60,7 +60,10 @@ pub(crate) async fn run(shared: &Shared, done: &CancellationToken) {
                 }
                 for id in answer.stale {
                     if shared.held.stop(id, StopReason::Stale) {
-                        tracing::info!(attempt = id, "the server says the attempt is stale; killing it");
+                        tracing::info!(
+                            attempt = id,
+                            "the server says the attempt is stale; killing it"
+                        );
                     }
                 }
                 next = sent + interval;

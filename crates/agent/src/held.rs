@@ -144,7 +144,10 @@ impl Held {
             }
             let deadline = e.renewed + lease;
             if deadline <= now {
-                tracing::warn!(attempt = id, "lease not renewed in time; killing the attempt");
+                tracing::warn!(
+                    attempt = id,
+                    "lease not renewed in time; killing the attempt"
+                );
                 e.stop.stop(StopReason::LeaseLost);
             } else {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));

@@ -203,7 +203,10 @@ pub(crate) async fn upload(
             match client.append_logs(attempt_id, &body).await {
                 Ok(()) => break,
                 Err(e) if e.is_stale() => {
-                    tracing::info!(attempt = attempt_id, "log refused as stale; stopping the attempt");
+                    tracing::info!(
+                        attempt = attempt_id,
+                        "log refused as stale; stopping the attempt"
+                    );
                     stop.stop(StopReason::Stale);
                     return;
                 }

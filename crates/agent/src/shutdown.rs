@@ -19,7 +19,10 @@ pub(crate) async fn drain(shared: &Shared, tracker: &TaskTracker, grace: Duratio
         return;
     }
     let stopped = shared.held.stop_all(StopReason::Shutdown);
-    tracing::info!(attempts = stopped, "shutdown grace over; killing the remaining attempts");
+    tracing::info!(
+        attempts = stopped,
+        "shutdown grace over; killing the remaining attempts"
+    );
     shared.give_up.cancel();
     tracker.wait().await;
 }

@@ -15,8 +15,39 @@ pub struct ConnectionArgs {
     #[arg(long, env = "BATON_SERVER", value_name = "URL")]
     pub server: Option<String>,
     /// Admin token [default: admin.token in the default data dir, if readable]
-    #[arg(long, env = "BATON_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "BATON_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     pub token: Option<String>,
+}
+
+/// The server and token flags of `baton run`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunConnectionArgs {
+    /// Base URL of the Baton server [default: none: a self-contained run with an embedded server and local agents]
+    #[arg(long, env = "BATON_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Admin token, with --server [default: admin.token in the default data dir, if readable]
+    #[arg(
+        long,
+        env = "BATON_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+}
+
+impl RunConnectionArgs {
+    /// As the connection flags of the other client commands.
+    pub fn to_connection_args(&self) -> ConnectionArgs {
+        ConnectionArgs {
+            server: self.server.clone(),
+            token: self.token.clone(),
+        }
+    }
 }
 
 /// `baton run FILE`.
@@ -25,9 +56,10 @@ pub struct RunArgs {
     /// Workflow file (YAML or JSON)
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Server and token; without a server the run is self-contained (embedded server and agents)
+    /// Server and token. `baton run` has its own copy of the flags because their defaults
+    /// differ: without a server the run is self-contained (embedded server and agents).
     #[command(flatten)]
-    pub conn: ConnectionArgs,
+    pub conn: RunConnectionArgs,
     /// Print the final run document as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -46,9 +78,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// True for a self-contained run: no server named (an empty `BATON_SERVER` names none).
+    pub fn is_embedded(&self) -> bool {
+        self.conn
+            .server
+            .as_deref()
+            .is_none_or(|s| s.trim().is_empty())
+    }
+
     /// Checks the flag combinations clap cannot: `--detach` and the embedded-only flags.
     pub fn check(&self) -> Result<(), crate::CliError> {
-        let embedded = self.conn.server.is_none();
+        let embedded = self.is_embedded();
         if embedded && self.detach {
             return Err(crate::CliError::Usage(
                 "--detach needs a server (--server or BATON_SERVER): a self-contained run \
@@ -67,7 +107,7 @@ impl RunArgs {
             .collect();
             if !given.is_empty() {
                 return Err(crate::CliError::Usage(format!(
-                    "{} only apply to a self-contained run, without --server or BATON_SERVER",
+                    "only a self-contained run (without --server or BATON_SERVER) takes {}",
                     given.join(", ")
                 )));
             }
@@ -229,7 +269,10 @@ impl WorkflowsCommand {
 pub fn parse_run_state(text: &str) -> Result<RunState, String> {
     text.parse().map_err(|_| {
         let names: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
-        format!("unknown run state {text:?}; use one of {}", names.join(", "))
+        format!(
+            "unknown run state {text:?}; use one of {}",
+            names.join(", ")
+        )
     })
 }
 
@@ -294,21 +337,33 @@ mod tests {
         insta::assert_snapshot!(parse_label("=x").unwrap_err(), @r#"bad label "=x": the key is empty"#);
         insta::assert_snapshot!(parse_label("my key=x").unwrap_err(), @r#"bad label key "my key": ' ' is not allowed; use letters, digits, "_", ".", "/" and "-""#);
         assert!(parse_label("k=a\nb").unwrap_err().contains("control"));
-        assert!(parse_label(&format!("k={}", "v".repeat(300))).unwrap_err().contains("longer"));
+        assert!(
+            parse_label(&format!("k={}", "v".repeat(300)))
+                .unwrap_err()
+                .contains("longer")
+        );
     }
 
     #[test]
     fn run_states_and_durations_parse_for_flags() {
         assert_eq!(parse_run_state("failure"), Ok(RunState::Failure));
-        assert!(parse_run_state("failed").unwrap_err().contains("success, failure"));
+        assert!(
+            parse_run_state("failed")
+                .unwrap_err()
+                .contains("success, failure")
+        );
         assert_eq!(parse_duration_flag("1m30s"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration_flag("15").unwrap_err().contains("missing unit"));
+        assert!(
+            parse_duration_flag("15")
+                .unwrap_err()
+                .contains("missing unit")
+        );
     }
 
     fn run_args(server: Option<&str>) -> RunArgs {
         RunArgs {
             file: "wf.yaml".into(),
-            conn: ConnectionArgs {
+            conn: RunConnectionArgs {
                 server: server.map(Into::into),
                 token: None,
             },
@@ -324,14 +379,21 @@ mod tests {
     fn run_flags_that_need_a_mode_are_refused_in_the_other() {
         let mut detached = run_args(None);
         detached.detach = true;
-        assert!(detached.check().unwrap_err().to_string().contains("--detach needs a server"));
+        assert!(
+            detached
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("--detach needs a server")
+        );
         let mut agents = run_args(Some("http://h"));
         agents.agents = Some(2);
         agents.slots = Some(2);
-        insta::assert_snapshot!(agents.check().unwrap_err(), @"--agents, --slots only apply to a self-contained run, without --server or BATON_SERVER");
+        insta::assert_snapshot!(agents.check().unwrap_err(), @"only a self-contained run (without --server or BATON_SERVER) takes --agents, --slots");
         let mut fine = run_args(Some("http://h"));
         fine.detach = true;
         assert!(fine.check().is_ok());
         assert!(run_args(None).check().is_ok());
+        assert!(run_args(Some(" ")).is_embedded());
     }
 }

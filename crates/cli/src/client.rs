@@ -64,7 +64,8 @@ impl Client {
 
     /// `GET /api/v1/workflows`.
     pub async fn workflows(&self) -> Result<Vec<WorkflowSummary>, CliError> {
-        self.send(self.request(Method::GET, &["workflows"], &[])?).await
+        self.send(self.request(Method::GET, &["workflows"], &[])?)
+            .await
     }
 
     /// `GET /api/v1/workflows/{name}`.
@@ -168,7 +169,10 @@ impl Client {
         let mut url = self.base.clone();
         {
             let mut path = url.path_segments_mut().map_err(|()| {
-                CliError::Usage(format!("bad server URL {:?}: cannot hold a path", self.display))
+                CliError::Usage(format!(
+                    "bad server URL {:?}: cannot hold a path",
+                    self.display
+                ))
             })?;
             // Segments are percent-encoded here, so a node or run id can never change the route.
             path.pop_if_empty().extend(["api", "v1"]).extend(segments);
@@ -311,7 +315,10 @@ mod tests {
         let err = client(&url, TokenSource::Flag).agents().await.unwrap_err();
         assert_eq!(err.exit().code(), 3);
         let text = err.to_string();
-        assert!(text.starts_with(&format!("cannot reach the server at {url}: ")), "{text}");
+        assert!(
+            text.starts_with(&format!("cannot reach the server at {url}: ")),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -323,10 +330,16 @@ mod tests {
         .await;
         let err = client(&url, TokenSource::Env).agents().await.unwrap_err();
         let request = server.await.unwrap();
-        assert!(request.contains("authorization: Bearer secret-token"), "{request}");
+        assert!(
+            request.contains("authorization: Bearer secret-token"),
+            "{request}"
+        );
         assert_eq!(err.exit().code(), 3);
         let text = err.to_string();
-        assert!(text.contains("BATON_TOKEN") && text.contains("unknown token"), "{text}");
+        assert!(
+            text.contains("BATON_TOKEN") && text.contains("unknown token"),
+            "{text}"
+        );
         assert!(!text.contains("secret-token"), "{text}");
     }
 
@@ -343,7 +356,10 @@ mod tests {
             .await
             .unwrap_err();
         let request = server.await.unwrap();
-        assert!(request.starts_with("POST /api/v1/workflows HTTP/1.1"), "{request}");
+        assert!(
+            request.starts_with("POST /api/v1/workflows HTTP/1.1"),
+            "{request}"
+        );
         assert_eq!(err.exit().code(), 2);
         insta::assert_snapshot!(err.report().join("\n"), @r#"
         error: wf.yaml has 1 problem

@@ -56,8 +56,14 @@ impl Connection {
     /// clap; `origin` says which one the token came from), else the defaults: the local
     /// server and the `admin.token` file in the default data dir, if readable.
     pub fn resolve(args: &ConnectionArgs, origin: TokenOrigin) -> Result<Connection, CliError> {
-        let server = parse_server_url(args.server.as_deref().unwrap_or(DEFAULT_SERVER))?;
-        if let Some(token) = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let named = args.server.as_deref().filter(|s| !s.trim().is_empty());
+        let server = parse_server_url(named.unwrap_or(DEFAULT_SERVER))?;
+        if let Some(token) = args
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             let source = match origin {
                 TokenOrigin::Flag => TokenSource::Flag,
                 TokenOrigin::Env => TokenSource::Env,
@@ -162,11 +168,15 @@ mod tests {
     #[test]
     fn server_urls_get_a_scheme_and_bad_ones_are_usage_errors() {
         assert_eq!(
-            parse_server_url("127.0.0.1:7070").map(|u| u.to_string()).ok(),
+            parse_server_url("127.0.0.1:7070")
+                .map(|u| u.to_string())
+                .ok(),
             Some("http://127.0.0.1:7070/".to_owned())
         );
         assert_eq!(
-            parse_server_url("https://baton.example/prefix").map(|u| u.to_string()).ok(),
+            parse_server_url("https://baton.example/prefix")
+                .map(|u| u.to_string())
+                .ok(),
             Some("https://baton.example/prefix".to_owned())
         );
         for bad in ["ftp://h", "http://", "http://h?x=1", "http://[::1"] {

@@ -60,10 +60,19 @@ impl fmt::Display for TokenSource {
             TokenSource::Flag => f.write_str("the token from --token"),
             TokenSource::Env => f.write_str("the token from BATON_TOKEN"),
             TokenSource::File(path) => write!(f, "the token from {}", path.display()),
-            TokenSource::None => f.write_str(
-                "a request without a token (pass --token, set BATON_TOKEN, \
-                 or run where the server's admin.token is readable)",
-            ),
+            TokenSource::None => f.write_str("a request without a token"),
+        }
+    }
+}
+
+impl TokenSource {
+    /// What to do about a refusal, when the source suggests something.
+    fn hint(&self) -> &'static str {
+        match self {
+            TokenSource::None => {
+                "; pass --token, set BATON_TOKEN, or run where the server's admin.token is readable"
+            }
+            _ => "",
         }
     }
 }
@@ -105,7 +114,7 @@ pub enum CliError {
         source: reqwest::Error,
     },
     /// The server answered 401 or 403.
-    #[error("the server at {url} refused {token} ({status}): {message}")]
+    #[error("the server at {url} refused {token} ({status}: {message}){}", token.hint())]
     Refused {
         /// The server's base URL.
         url: String,
@@ -255,7 +264,7 @@ mod tests {
             status: 401,
             message: "unknown token".into(),
         };
-        insta::assert_snapshot!(err.report().join("\n"), @"error: the server at http://127.0.0.1:7070 refused the token from /data/admin.token (401): unknown token");
+        insta::assert_snapshot!(err.report().join("\n"), @"error: the server at http://127.0.0.1:7070 refused the token from /data/admin.token (401: unknown token)");
         let flag = CliError::Refused {
             url: "http://h".into(),
             token: TokenSource::Flag,
@@ -263,6 +272,13 @@ mod tests {
             message: "forbidden".into(),
         };
         assert!(flag.to_string().contains("--token"), "{flag}");
+        let none = CliError::Refused {
+            url: "http://h".into(),
+            token: TokenSource::None,
+            status: 401,
+            message: "missing bearer token".into(),
+        };
+        insta::assert_snapshot!(none, @"the server at http://h refused a request without a token (401: missing bearer token); pass --token, set BATON_TOKEN, or run where the server's admin.token is readable");
     }
 
     #[test]
@@ -276,7 +292,10 @@ mod tests {
         };
         let err = CliError::InvalidWorkflow {
             file: "wf.yaml".into(),
-            diagnostics: vec![diag(4, "needs unknown node \"tset\""), diag(9, "cycle: a -> b -> a")],
+            diagnostics: vec![
+                diag(4, "needs unknown node \"tset\""),
+                diag(9, "cycle: a -> b -> a"),
+            ],
         };
         insta::assert_snapshot!(err.report().join("\n"), @r#"
         wf.yaml:4:3: node "deploy": needs unknown node "tset"

@@ -65,10 +65,18 @@ pub(crate) fn say(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// What the plain view last showed of a node.
+#[derive(PartialEq, Eq)]
+struct Seen {
+    status: NodeState,
+    attempts: usize,
+    waiting_for: Option<String>,
+}
+
 /// The plain-lines view: remembers each node's last shown state and attempt count.
 pub(crate) struct Plain {
     order: Vec<String>,
-    seen: HashMap<String, (NodeState, usize)>,
+    seen: HashMap<String, Seen>,
 }
 
 impl Plain {
@@ -88,14 +96,29 @@ impl Plain {
             let Some(node) = doc.nodes.get(id) else {
                 continue;
             };
-            let now = (node.status, node.attempts.len());
-            let before = self.seen.insert(id.to_owned(), now);
-            let news = match before {
-                None => node.status != NodeState::Waiting,
-                Some(b) => b != now,
+            let now = Seen {
+                status: node.status,
+                attempts: node.attempts.len(),
+                waiting_for: node.waiting_for.clone(),
+            };
+            let news = match self.seen.get_mut(id) {
+                Some(before) => {
+                    let changed = *before != now;
+                    *before = now;
+                    changed
+                }
+                None => {
+                    let news = node.status != NodeState::Waiting;
+                    self.seen.insert(id.to_owned(), now);
+                    news
+                }
             };
             if news {
-                lines.push(format!("{time} {id} {}{}", node.status, detail(node, now_ms)));
+                lines.push(format!(
+                    "{time} {id} {}{}",
+                    node.status,
+                    detail(node, now_ms)
+                ));
             }
         }
         lines
@@ -104,6 +127,9 @@ impl Plain {
 
 /// What follows a node's state in a plain line: agent, attempt, exit code, duration.
 fn detail(node: &NodeDoc, now_ms: i64) -> String {
+    if let Some(w) = &node.waiting_for {
+        return format!(" (waiting for: {w})");
+    }
     let Some(last) = node.attempts.last() else {
         return String::new();
     };
@@ -121,9 +147,11 @@ fn detail(node: &NodeDoc, now_ms: i64) -> String {
             let took = attempt_duration(last, now_ms)
                 .map(|ms| format!(" in {}", format_duration(ms)))
                 .unwrap_or_default();
-            let why = match node.status {
-                NodeState::Success => String::new(),
-                _ => format!(" ({})", ending(last)),
+            let how = ending(last);
+            let why = if node.status == NodeState::Success || how == node.status.as_str() {
+                String::new()
+            } else {
+                format!(" ({how})")
             };
             format!("{why}{took}{attempt}")
         }
@@ -198,8 +226,6 @@ impl Live {
             }
             let extra = if running {
                 last.map(|a| format!("on {}", a.agent)).unwrap_or_default()
-            } else if let Some(w) = &node.waiting_for {
-                format!("waiting for: {w}")
             } else {
                 detail(node, now).trim_start().to_owned()
             };
@@ -267,7 +293,11 @@ mod tests {
 
     #[test]
     fn plain_lines_show_each_change_once() {
-        let order = vec!["checkout".to_owned(), "test".to_owned(), "deploy".to_owned()];
+        let order = vec![
+            "checkout".to_owned(),
+            "test".to_owned(),
+            "deploy".to_owned(),
+        ];
         let mut plain = Plain::new(order);
         let mut doc = failed_run();
         // As first seen: checkout running, test and deploy waiting.
@@ -286,7 +316,10 @@ mod tests {
         }
         let t = 1_795_388_400_000;
         let mut lines = plain.changes(&doc, t + 500);
-        assert!(plain.changes(&doc, t + 600).is_empty(), "no change, no line");
+        assert!(
+            plain.changes(&doc, t + 600).is_empty(),
+            "no change, no line"
+        );
         let mut retry = finished.clone();
         if let Some(n) = retry.nodes.get_mut("test") {
             n.status = NodeState::Ready;
@@ -296,11 +329,20 @@ mod tests {
             n.status = NodeState::Waiting;
         }
         lines.extend(plain.changes(&retry, t + 2_050));
+        if let Some(n) = retry.nodes.get_mut("test") {
+            n.waiting_for = Some("no online agent has the label gpu=yes".into());
+        }
+        lines.extend(plain.changes(&retry, t + 2_060));
+        assert!(
+            plain.changes(&retry, t + 2_070).is_empty(),
+            "no change, no line"
+        );
         lines.extend(plain.changes(&finished, t + 42_300));
         insta::assert_snapshot!(lines.join("\n"), @r"
         23:00:00.500 checkout running on build-01
         23:00:02.050 checkout success in 1.2s
         23:00:02.050 test ready (attempt 1 ended lost)
+        23:00:02.060 test ready (waiting for: no online agent has the label gpu=yes)
         23:00:42.300 test failure (exit 101) in 40.1s (attempt 2)
         23:00:42.300 deploy skipped
         ");

@@ -29,7 +29,8 @@ impl LineTail {
         while let Some(i) = rest.find('\n') {
             self.partial.push_str(&rest[..i]);
             let line = std::mem::take(&mut self.partial);
-            self.lines.push_back(line.strip_suffix('\r').map(str::to_owned).unwrap_or(line));
+            self.lines
+                .push_back(line.strip_suffix('\r').map(str::to_owned).unwrap_or(line));
             if self.lines.len() > self.n {
                 self.lines.pop_front();
             }

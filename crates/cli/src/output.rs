@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use baton_api::{AgentDoc, AttemptDoc, NodeDoc, RunDoc, RunSummary, WorkflowSummary, WorkflowVersion};
+use baton_api::{
+    AgentDoc, AttemptDoc, NodeDoc, RunDoc, RunSummary, WorkflowSummary, WorkflowVersion,
+};
 use baton_core::{NodeState, Reason, format_duration};
 
 use crate::exit::CliError;
@@ -22,9 +24,8 @@ pub(crate) fn write_stdout(text: &str) -> Result<(), CliError> {
 
 /// Prints a value as pretty JSON on stdout (the API's field names), one document.
 pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| {
-        CliError::Output(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-    })?;
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Output(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
     text.push('\n');
     write_stdout(&text)
 }
@@ -155,10 +156,19 @@ pub(crate) fn node_order<'a>(doc: &'a RunDoc, order: Option<&[String]>) -> Vec<&
     if let Some(order) = order {
         let mut out: Vec<&str> = order
             .iter()
-            .filter_map(|id| doc.nodes.get_key_value(id.as_str()).map(|(k, _)| k.as_str()))
+            .filter_map(|id| {
+                doc.nodes
+                    .get_key_value(id.as_str())
+                    .map(|(k, _)| k.as_str())
+            })
             .collect();
         let listed: std::collections::HashSet<&str> = out.iter().copied().collect();
-        out.extend(doc.nodes.keys().map(String::as_str).filter(|k| !listed.contains(k)));
+        out.extend(
+            doc.nodes
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !listed.contains(k)),
+        );
         return out;
     }
     topological(&doc.nodes)
@@ -194,7 +204,12 @@ fn topological(nodes: &BTreeMap<String, NodeDoc>) -> Vec<&str> {
     }
     if out.len() < nodes.len() {
         let placed: std::collections::HashSet<&str> = out.iter().copied().collect();
-        out.extend(nodes.keys().map(String::as_str).filter(|k| !placed.contains(k)));
+        out.extend(
+            nodes
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !placed.contains(k)),
+        );
     }
     out
 }
@@ -210,7 +225,7 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    fn of<'a>(states: impl IntoIterator<Item = NodeState>) -> Counts {
+    fn of(states: impl IntoIterator<Item = NodeState>) -> Counts {
         let mut c = Counts::default();
         for s in states {
             match s {
@@ -243,9 +258,8 @@ impl Counts {
 /// `run <id> success in 1.2s: 5 succeeded, 0 failed, 1 skipped`.
 pub fn summary_line(doc: &RunDoc, now_ms: i64) -> String {
     let counts = Counts::of(doc.nodes.values().map(|n| n.status));
-    let took = run_duration(doc, now_ms).map_or_else(String::new, |ms| {
-        format!(" in {}", format_duration(ms))
-    });
+    let took = run_duration(doc, now_ms)
+        .map_or_else(String::new, |ms| format!(" in {}", format_duration(ms)));
     format!("run {} {}{took}: {}", doc.id, doc.status, counts.describe())
 }
 
@@ -292,7 +306,11 @@ impl Table {
             }
         }
         let mut out = String::new();
-        let headers = self.headers.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect::<Vec<_>>();
         for row in std::iter::once(&headers).chain(&self.rows) {
             let mut line = String::new();
             for (i, cell) in row.iter().enumerate().take(cols) {
@@ -328,9 +346,8 @@ pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
     let _ = writeln!(out, "status    {}{cancel}", doc.status);
     let _ = writeln!(out, "created   {}", doc.created_at);
     if let Some(f) = &doc.finished_at {
-        let took = run_duration(doc, now_ms).map_or_else(String::new, |ms| {
-            format!(" ({})", format_duration(ms))
-        });
+        let took = run_duration(doc, now_ms)
+            .map_or_else(String::new, |ms| format!(" ({})", format_duration(ms)));
         let _ = writeln!(out, "finished  {f}{took}");
     } else if let Some(ms) = run_duration(doc, now_ms) {
         let _ = writeln!(out, "elapsed   {}", format_duration(ms));
@@ -369,7 +386,9 @@ pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
 
 /// `baton runs list`.
 pub fn runs_table(runs: &[RunSummary], now_ms: i64) -> String {
-    let mut table = Table::new(vec!["RUN", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION", "NODES"]);
+    let mut table = Table::new(vec![
+        "RUN", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION", "NODES",
+    ]);
     for r in runs {
         let took = span(Some(&r.created_at), r.finished_at.as_deref(), now_ms).map(format_duration);
         let counts: Vec<String> = r
@@ -533,7 +552,13 @@ pub(crate) mod tests {
         assert_eq!(parse_time("2000-02-29T00:00:00.5Z"), Some(951_782_400_500));
         assert_eq!(parse_time("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(parse_time("1970-01-01T00:00:00-00:30"), Some(1_800_000));
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-11-22T23:00:00", "2026-11-22T23:00:00.Z"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T23:00:00",
+            "2026-11-22T23:00:00.Z",
+        ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
         assert_eq!(clock(T0 + 61_123), "23:01:01.123");
@@ -552,7 +577,11 @@ pub(crate) mod tests {
 
     #[test]
     fn show_lists_nodes_in_workflow_order() {
-        let order = vec!["checkout".to_owned(), "test".to_owned(), "deploy".to_owned()];
+        let order = vec![
+            "checkout".to_owned(),
+            "test".to_owned(),
+            "deploy".to_owned(),
+        ];
         insta::assert_snapshot!(show_run(&failed_run(), Some(&order), T0 + 60_000));
     }
 
@@ -571,8 +600,12 @@ pub(crate) mod tests {
     #[test]
     fn topological_order_breaks_ties_by_id() {
         let mut doc = failed_run();
-        doc.nodes.insert("a-lint".into(), node(NodeState::Waiting, &["checkout"], vec![]));
-        doc.nodes.insert("zz".into(), node(NodeState::Waiting, &[], vec![]));
+        doc.nodes.insert(
+            "a-lint".into(),
+            node(NodeState::Waiting, &["checkout"], vec![]),
+        );
+        doc.nodes
+            .insert("zz".into(), node(NodeState::Waiting, &[], vec![]));
         assert_eq!(
             node_order(&doc, None),
             ["checkout", "a-lint", "test", "deploy", "zz"]
@@ -651,9 +684,15 @@ pub(crate) mod tests {
             nodes: 5,
             created: true,
         };
-        assert_eq!(applied_line(&v), "workflow release version 4 applied (5 nodes)");
+        assert_eq!(
+            applied_line(&v),
+            "workflow release version 4 applied (5 nodes)"
+        );
         v.created = false;
         v.nodes = 1;
-        assert_eq!(applied_line(&v), "workflow release version 4 unchanged (1 node)");
+        assert_eq!(
+            applied_line(&v),
+            "workflow release version 4 unchanged (1 node)"
+        );
     }
 }

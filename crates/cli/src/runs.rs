@@ -66,18 +66,16 @@ async fn definition_order(client: &Client, doc: &RunDoc) -> Option<Vec<String>> 
         .workflow_version(&doc.workflow, doc.version)
         .await
         .ok()?;
-    Some(
-        version
-            .definition
-            .nodes
-            .into_iter()
-            .map(|n| n.id)
-            .collect(),
-    )
+    Some(version.definition.nodes.into_iter().map(|n| n.id).collect())
 }
 
 /// `baton runs logs RUN [NODE] [--follow]`.
-async fn logs(client: &Client, run: &str, node: Option<&str>, follow: bool) -> Result<Exit, CliError> {
+async fn logs(
+    client: &Client,
+    run: &str,
+    node: Option<&str>,
+    follow: bool,
+) -> Result<Exit, CliError> {
     let mut doc = client.run(run).await?;
     if let Some(n) = node
         && !doc.nodes.contains_key(n)
@@ -125,7 +123,10 @@ async fn cancel(client: &Client, run: &str, json: bool) -> Result<Exit, CliError
             if json {
                 print_json(&doc)?;
             } else {
-                say(&format!("cancel requested for run {} (status {})", doc.id, doc.status));
+                say(&format!(
+                    "cancel requested for run {} (status {})",
+                    doc.id, doc.status
+                ));
             }
             Ok(Exit::Success)
         }
@@ -136,7 +137,10 @@ async fn cancel(client: &Client, run: &str, json: bool) -> Result<Exit, CliError
             details,
         }) => {
             let message = match client.run(run).await {
-                Ok(doc) => format!("run {run} already finished ({}); nothing to cancel", doc.status),
+                Ok(doc) => format!(
+                    "run {run} already finished ({}); nothing to cancel",
+                    doc.status
+                ),
                 Err(_) => format!("cannot cancel run {run}: {message}"),
             };
             Err(CliError::Api {

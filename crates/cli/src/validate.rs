@@ -57,12 +57,11 @@ pub fn load(path: &Path) -> Result<LoadedWorkflow, CliError> {
             MAX_FILE_BYTES / 1024
         )));
     }
-    let workflow = baton_core::parse_workflow(&file, &bytes).map_err(|d| {
-        CliError::InvalidWorkflow {
+    let workflow =
+        baton_core::parse_workflow(&file, &bytes).map_err(|d| CliError::InvalidWorkflow {
             file: file.clone(),
             diagnostics: d.0,
-        }
-    })?;
+        })?;
     let source = String::from_utf8(bytes)
         .map_err(|e| whole_file(format!("the file is not UTF-8 text ({e})")))?;
     Ok(LoadedWorkflow {
@@ -97,7 +96,10 @@ mod tests {
         let err = load(&path).unwrap_err();
         assert_eq!(err.exit().code(), 2);
         let text = err.to_string();
-        assert!(text.contains("nope.yaml") && text.contains("No such file"), "{text}");
+        assert!(
+            text.contains("nope.yaml") && text.contains("No such file"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -116,7 +118,10 @@ mod tests {
         assert_eq!(err.exit().code(), 2);
         let lines = err.report();
         assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(lines[0].ends_with("big.yaml: the file is larger than the limit of 1024 KiB"), "{lines:?}");
+        assert!(
+            lines[0].ends_with("big.yaml: the file is larger than the limit of 1024 KiB"),
+            "{lines:?}"
+        );
     }
 
     #[test]

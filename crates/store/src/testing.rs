@@ -186,7 +186,12 @@ pub async fn start_run(store: &dyn Store, wf: &Workflow) -> String {
 }
 
 /// Registers a `shell` agent with these labels and extra functions; returns its id.
-pub async fn agent(store: &dyn Store, name: &str, labels: &[(&str, &str)], functions: &[&str]) -> String {
+pub async fn agent(
+    store: &dyn Store,
+    name: &str,
+    labels: &[(&str, &str)],
+    functions: &[&str],
+) -> String {
     agent_with_token(store, name, labels, functions, &token_hash(name)).await
 }
 
@@ -249,7 +254,11 @@ pub async fn state_of(store: &dyn Store, run: &str, node: &str) -> NodeState {
 }
 
 /// Claims up to `max` and returns the node ids handed out, sorted.
-pub async fn claim_nodes(store: &dyn Store, agent: &str, max: u32) -> (Vec<Assignment>, BTreeSet<String>) {
+pub async fn claim_nodes(
+    store: &dyn Store,
+    agent: &str,
+    max: u32,
+) -> (Vec<Assignment>, BTreeSet<String>) {
     let got = store.claim(agent, max, LEASE).await.expect("claim");
     let names = got.assignments.iter().map(|a| a.node.clone()).collect();
     (got.assignments, names)

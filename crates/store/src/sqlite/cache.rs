@@ -77,10 +77,7 @@ impl Cache {
         let (name, definition): (String, String) = db
             .conn
             .prepare_cached("SELECT name, definition FROM workflow_versions WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
             .ctx("loading a workflow version")?
             .ok_or_else(|| corrupt(format!("workflow version {id} is missing")))?;
         let workflow: Workflow = from_json("decoding a stored workflow", &definition)?;

@@ -59,7 +59,8 @@ pub(crate) fn claim(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Res
             done: false,
         })
         .collect();
-    let mut runs: HashMap<String, RunRow> = HashMap::new();
+    // Runs touched by this claim, with whether a node of theirs was taken.
+    let mut runs: HashMap<String, (RunRow, bool)> = HashMap::new();
     let until = lease_until(db, lease_ms);
     let batch = i64::from(max.min(256)) + 4;
     while out.assignments.len() < max as usize {
@@ -70,9 +71,11 @@ pub(crate) fn claim(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Res
             out.assignments.push(a);
         }
     }
-    for run in runs.values_mut() {
-        run.settle(db.now);
-        run.save(db)?;
+    for (run, taken) in runs.values_mut() {
+        if *taken {
+            run.settle(db.now);
+            run.save(db)?;
+        }
     }
     if out.assignments.len() < max as usize {
         out.next_ready_at = next_ready_at(db, &reqs)?;
@@ -129,15 +132,15 @@ fn next_ready(db: &Db<'_>, walks: &mut [Walk], batch: i64) -> Result<Option<Read
 /// Opens an attempt of `node` for the agent, unless a resource it names is held.
 fn take(
     db: &Db<'_>,
-    runs: &mut HashMap<String, RunRow>,
+    runs: &mut HashMap<String, (RunRow, bool)>,
     agent_id: &str,
     node: &Ready,
     until: i64,
 ) -> Result<Option<Assignment>> {
     if !runs.contains_key(&node.run_id) {
-        runs.insert(node.run_id.clone(), RunRow::get(db, &node.run_id)?);
+        runs.insert(node.run_id.clone(), (RunRow::get(db, &node.run_id)?, false));
     }
-    let Some(run) = runs.get_mut(&node.run_id) else {
+    let Some((run, taken)) = runs.get_mut(&node.run_id) else {
         return Ok(None);
     };
     let compiled = db.cache.version(db, &run.version_id)?;
@@ -201,6 +204,7 @@ fn take(
         }
     }
     run.counts.shift(NodeState::Ready, NodeState::Pending, 1);
+    *taken = true;
     Ok(Some(Assignment {
         attempt_id,
         fence,

@@ -58,7 +58,7 @@ pub(crate) fn reap(db: &Db<'_>) -> Result<Reaped> {
             .prepare_cached(
                 "SELECT id FROM attempts \
                  WHERE status IN ('pending', 'running') AND lease_until < ?1 \
-                 ORDER BY id LIMIT ?2",
+                 ORDER BY lease_until LIMIT ?2",
             )
             .ctx("finding expired leases")?;
         let rows = stmt

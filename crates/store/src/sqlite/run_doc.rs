@@ -82,6 +82,9 @@ pub(crate) fn fresh(
     build(db, run, compiled, states, vec![Vec::new(); states.len()])
 }
 
+/// An online agent's labels and functions.
+type Offer = (BTreeMap<String, String>, Vec<String>);
+
 fn build(
     db: &Db<'_>,
     run: &RunRow,
@@ -89,7 +92,7 @@ fn build(
     states: &[NodeState],
     attempts: Vec<Vec<AttemptDoc>>,
 ) -> Result<RunDoc> {
-    let mut online: Option<Vec<(BTreeMap<String, String>, Vec<String>)>> = None;
+    let mut online: Option<Vec<Offer>> = None;
     let mut explained: HashMap<i64, Option<String>> = HashMap::new();
     let mut nodes = BTreeMap::new();
     for ((idx, spec), node_attempts) in compiled.workflow.nodes.iter().enumerate().zip(attempts) {
@@ -135,15 +138,12 @@ fn build(
     })
 }
 
-fn explain(
-    req: &Requirement,
-    agents: &[(BTreeMap<String, String>, Vec<String>)],
-) -> Option<String> {
+fn explain(req: &Requirement, agents: &[Offer]) -> Option<String> {
     missing_requirements(req, agents.iter().map(|(l, f)| (l, f.as_slice())))
 }
 
 /// Labels and functions of agents seen within twice the lease.
-fn online_agents(db: &Db<'_>) -> Result<Vec<(BTreeMap<String, String>, Vec<String>)>> {
+fn online_agents(db: &Db<'_>) -> Result<Vec<Offer>> {
     let since = db
         .now
         .saturating_sub(i64::try_from(db.cfg.lease_ms.saturating_mul(2)).unwrap_or(i64::MAX));

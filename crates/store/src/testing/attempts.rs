@@ -18,19 +18,35 @@ pub async fn duplicate_report_is_idempotent(h: Harness) {
     let run = start_run(s, &workflow("dup", vec![node("a", &[]), node("b", &["a"])])).await;
     let (a, _) = claim_nodes(s, &ag, 1).await;
     s.start_attempt(&ag, aref(&a[0])).await.expect("start");
-    let first = s.report(&ag, aref(&a[0]), Outcome::exited(0), None).await.expect("report");
+    let first = s
+        .report(&ag, aref(&a[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
     assert!(!first.duplicate);
     assert!(first.woke);
     let rev = s.run_rev(&run).await.expect("rev");
 
-    let again = s.report(&ag, aref(&a[0]), Outcome::exited(0), None).await.expect("again");
+    let again = s
+        .report(&ag, aref(&a[0]), Outcome::exited(0), None)
+        .await
+        .expect("again");
     assert!(again.duplicate);
     assert!(!again.woke);
     assert_eq!(again.outcome, first.outcome);
-    assert_eq!(s.run_rev(&run).await.expect("rev"), rev, "a duplicate changes nothing");
-    assert!(is_stale(s.report(&ag, aref(&a[0]), Outcome::exited(1), None).await));
+    assert_eq!(
+        s.run_rev(&run).await.expect("rev"),
+        rev,
+        "a duplicate changes nothing"
+    );
+    assert!(is_stale(
+        s.report(&ag, aref(&a[0]), Outcome::exited(1), None).await
+    ));
     assert_eq!(state_of(s, &run, "a").await, NodeState::Success);
-    assert_eq!(state_of(s, &run, "b").await, NodeState::Ready, "b was released once");
+    assert_eq!(
+        state_of(s, &run, "b").await,
+        NodeState::Ready,
+        "b was released once"
+    );
 }
 
 /// Writes with a wrong fence, from another agent, or about a reaped attempt are stale
@@ -48,26 +64,44 @@ pub async fn stale_writes_are_refused(h: Harness) {
     };
     let rev = s.run_rev(&run).await.expect("rev");
 
-    assert!(is_stale(s.report(&ag, bad_fence, Outcome::exited(0), None).await));
-    assert!(is_stale(s.report(&other, good, Outcome::exited(0), None).await));
+    assert!(is_stale(
+        s.report(&ag, bad_fence, Outcome::exited(0), None).await
+    ));
+    assert!(is_stale(
+        s.report(&other, good, Outcome::exited(0), None).await
+    ));
     assert!(is_stale(s.start_attempt(&ag, bad_fence).await));
     assert!(is_stale(s.start_attempt(&other, good).await));
-    assert!(is_stale(s.append_log(&ag, bad_fence, 0, Stream::Stdout, "x").await));
+    assert!(is_stale(
+        s.append_log(&ag, bad_fence, 0, Stream::Stdout, "x").await
+    ));
     assert!(is_stale(s.artifact_target(&other, good).await));
     let unknown = AttemptRef {
         attempt_id: good.attempt_id + 1000,
         fence: 1,
     };
-    assert!(is_stale(s.report(&ag, unknown, Outcome::exited(0), None).await));
-    assert_eq!(s.run_rev(&run).await.expect("rev"), rev, "stale writes change nothing");
+    assert!(is_stale(
+        s.report(&ag, unknown, Outcome::exited(0), None).await
+    ));
+    assert_eq!(
+        s.run_rev(&run).await.expect("rev"),
+        rev,
+        "stale writes change nothing"
+    );
     assert_eq!(state_of(s, &run, "a").await, NodeState::Pending);
 
     h.clock.advance(LEASE as i64 + 1);
     let reaped = s.reap_expired().await.expect("reap");
     assert_eq!(reaped.lost, vec![good.attempt_id]);
-    assert!(is_stale(s.report(&ag, good, Outcome::exited(0), None).await));
+    assert!(is_stale(
+        s.report(&ag, good, Outcome::exited(0), None).await
+    ));
     assert!(is_stale(s.start_attempt(&ag, good).await));
-    assert_eq!(state_of(s, &run, "a").await, NodeState::Ready, "lost, so retried");
+    assert_eq!(
+        state_of(s, &run, "a").await,
+        NodeState::Ready,
+        "lost, so retried"
+    );
 }
 
 /// A heartbeat renews the agent's live attempts and names the rest stale.
@@ -84,11 +118,21 @@ pub async fn heartbeat_renews_and_names_stale(h: Harness) {
         attempt_id: keep.attempt_id + 1000,
         fence: 7,
     };
-    let hb = s.heartbeat(&ag, &[keep, bogus], LEASE).await.expect("heartbeat");
+    let hb = s
+        .heartbeat(&ag, &[keep, bogus], LEASE)
+        .await
+        .expect("heartbeat");
     assert_eq!(hb.stale, vec![bogus.attempt_id]);
     assert!(hb.cancel.is_empty());
-    let foreign = s.heartbeat(&other, &[keep], LEASE).await.expect("heartbeat");
-    assert_eq!(foreign.stale, vec![keep.attempt_id], "not the other agent's");
+    let foreign = s
+        .heartbeat(&other, &[keep], LEASE)
+        .await
+        .expect("heartbeat");
+    assert_eq!(
+        foreign.stale,
+        vec![keep.attempt_id],
+        "not the other agent's"
+    );
     let renewed_until = h.clock.now() + LEASE as i64;
 
     h.clock.advance(2);
@@ -97,7 +141,10 @@ pub async fn heartbeat_renews_and_names_stale(h: Harness) {
     assert!(reaped.woke, "the lost node is ready again at once");
     assert_eq!(reaped.next_expiry, Some(renewed_until));
 
-    let hb = s.heartbeat(&ag, &[keep, drop], LEASE).await.expect("heartbeat");
+    let hb = s
+        .heartbeat(&ag, &[keep, drop], LEASE)
+        .await
+        .expect("heartbeat");
     assert_eq!(hb.stale, vec![drop.attempt_id]);
     assert!(matches!(
         s.heartbeat("no-such-agent", &[], LEASE).await,
@@ -144,12 +191,20 @@ pub async fn cancel_stops_the_run(h: Harness) {
     let ag = agent(s, "a", &[], &[]).await;
     let wf = workflow(
         "cancel",
-        vec![node("a", &[]), node("b", &["a"]), node("c", &[]), node("d", &[])],
+        vec![
+            node("a", &[]),
+            node("b", &["a"]),
+            node("c", &[]),
+            node("d", &[]),
+        ],
     );
     let run = start_run(s, &wf).await;
     let (got, _) = claim_nodes(s, &ag, 2).await;
     let a = got.iter().find(|x| x.node == "a").expect("a claimed first");
-    let c = got.iter().find(|x| x.node == "c").expect("c claimed second");
+    let c = got
+        .iter()
+        .find(|x| x.node == "c")
+        .expect("c claimed second");
     s.start_attempt(&ag, aref(a)).await.expect("start");
 
     let doc = s.cancel_run(&run).await.expect("cancel");
@@ -164,7 +219,10 @@ pub async fn cancel_stops_the_run(h: Harness) {
     let claimed = s.claim(&ag, 0, LEASE).await.expect("claim");
     assert!(claimed.assignments.is_empty());
     assert_eq!(claimed.cancel, expect);
-    let hb = s.heartbeat(&ag, &[aref(a), aref(c)], LEASE).await.expect("heartbeat");
+    let hb = s
+        .heartbeat(&ag, &[aref(a), aref(c)], LEASE)
+        .await
+        .expect("heartbeat");
     assert_eq!(hb.cancel, expect);
     assert!(hb.stale.is_empty());
     let again = s.cancel_run(&run).await.expect("cancel twice");
@@ -174,13 +232,21 @@ pub async fn cancel_stops_the_run(h: Harness) {
         .await
         .expect("report a");
     assert_eq!(s.run(&run).await.expect("run").status, RunState::Running);
-    s.report(&ag, aref(c), Outcome::exited(0), None).await.expect("report c");
+    s.report(&ag, aref(c), Outcome::exited(0), None)
+        .await
+        .expect("report c");
     let doc = s.run(&run).await.expect("run");
     assert_eq!(doc.status, RunState::Canceled);
     assert!(doc.finished_at.is_some());
     assert_eq!(doc.nodes["a"].status, NodeState::Canceled);
     assert_eq!(doc.nodes["c"].status, NodeState::Success);
-    assert!(s.claim(&ag, 0, LEASE).await.expect("claim").cancel.is_empty());
+    assert!(
+        s.claim(&ag, 0, LEASE)
+            .await
+            .expect("claim")
+            .cancel
+            .is_empty()
+    );
 
     match s.cancel_run(&run).await {
         Err(StoreError::Conflict(msg)) => {
@@ -192,8 +258,15 @@ pub async fn cancel_stops_the_run(h: Harness) {
 
     let idle = start_run(s, &wf).await;
     let doc = s.cancel_run(&idle).await.expect("cancel idle run");
-    assert_eq!(doc.status, RunState::Canceled, "nothing live: canceled at once");
+    assert_eq!(
+        doc.status,
+        RunState::Canceled,
+        "nothing live: canceled at once"
+    );
     assert!(doc.nodes.values().all(|n| n.status == NodeState::Canceled));
     assert!(claim_nodes(s, &ag, 10).await.1.is_empty());
-    assert!(matches!(s.cancel_run("no-such-run").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.cancel_run("no-such-run").await,
+        Err(StoreError::NotFound(_))
+    ));
 }

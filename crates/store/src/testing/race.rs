@@ -40,7 +40,10 @@ pub async fn concurrent_claims_take_each_node_once(h: Harness) {
     for t in tasks {
         for (node, attempt) in t.await.expect("claimer") {
             assert!(nodes_seen.insert(node.clone()), "{node} handed out twice");
-            assert!(attempts_seen.insert(attempt), "attempt {attempt} handed out twice");
+            assert!(
+                attempts_seen.insert(attempt),
+                "attempt {attempt} handed out twice"
+            );
         }
     }
     assert_eq!(nodes_seen.len(), NODES);

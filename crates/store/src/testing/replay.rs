@@ -60,14 +60,23 @@ fn random_workflow(rng: &mut StdRng, name: &str) -> Workflow {
             .collect();
         let needs_ref: Vec<&str> = needs.iter().map(String::as_str).collect();
         let mut spec = node(&format!("n{i}"), &needs_ref);
-        let on: Vec<RetryOn> = [RetryOn::Failure, RetryOn::Error, RetryOn::Timeout, RetryOn::Lost]
-            .into_iter()
-            .filter(|_| rng.random_bool(0.4))
-            .collect();
+        let on: Vec<RetryOn> = [
+            RetryOn::Failure,
+            RetryOn::Error,
+            RetryOn::Timeout,
+            RetryOn::Lost,
+        ]
+        .into_iter()
+        .filter(|_| rng.random_bool(0.4))
+        .collect();
         spec.retry = RetryPolicy {
             attempts: rng.random_range(1..=3),
             on,
-            backoff_ms: if rng.random_bool(0.5) { 0 } else { rng.random_range(500..=3_000) },
+            backoff_ms: if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(500..=3_000)
+            },
             max_backoff_ms: 4_000,
             lost_attempts: rng.random_range(0..=2),
         };
@@ -104,7 +113,11 @@ impl Replay<'_> {
             let n = &doc.nodes[dag.id(i)];
             let want = self.machine.node_state(i);
             if n.status != want {
-                self.fail(&format!("node {} is {} in the store, {want} in the machine", dag.id(i), n.status));
+                self.fail(&format!(
+                    "node {} is {} in the store, {want} in the machine",
+                    dag.id(i),
+                    n.status
+                ));
             }
             if n.attempts.len() as u32 != self.machine.attempts(i) {
                 self.fail(&format!("node {} attempt count differs", dag.id(i)));
@@ -131,7 +144,10 @@ impl Replay<'_> {
             .claim(&self.agents[agent], max, LEASE)
             .await
             .expect("claim");
-        self.log.push(format!("claim agent{agent} max {max} -> {}", got.assignments.len()));
+        self.log.push(format!(
+            "claim agent{agent} max {max} -> {}",
+            got.assignments.len()
+        ));
         for a in got.assignments {
             let Some(idx) = self.machine.dag().index(&a.node) else {
                 self.fail(&format!("claim handed out unknown node {}", a.node));
@@ -172,7 +188,8 @@ impl Replay<'_> {
 
     async fn report(&mut self, k: usize, outcome: Outcome) {
         let l = self.live.remove(k);
-        self.log.push(format!("report attempt {} {outcome:?}", l.at.attempt_id));
+        self.log
+            .push(format!("report attempt {} {outcome:?}", l.at.attempt_id));
         let r = self
             .store
             .report(&self.agents[l.agent], l.at, outcome, None)
@@ -191,16 +208,26 @@ impl Replay<'_> {
 
     async fn duplicate(&mut self, k: usize) {
         let e = self.ended[k].clone();
-        self.log.push(format!("repeat report of attempt {}", e.at.attempt_id));
-        match self.store.report(&self.agents[e.agent], e.at, e.outcome, None).await {
+        self.log
+            .push(format!("repeat report of attempt {}", e.at.attempt_id));
+        match self
+            .store
+            .report(&self.agents[e.agent], e.at, e.outcome, None)
+            .await
+        {
             Ok(r) if r.duplicate && r.outcome == e.outcome => {}
             other => self.fail(&format!("a repeated report gave {other:?}")),
         }
     }
 
     async fn stale(&mut self, at: AttemptRef, agent: usize, outcome: Outcome) {
-        self.log.push(format!("stale report of attempt {}", at.attempt_id));
-        match self.store.report(&self.agents[agent], at, outcome, None).await {
+        self.log
+            .push(format!("stale report of attempt {}", at.attempt_id));
+        match self
+            .store
+            .report(&self.agents[agent], at, outcome, None)
+            .await
+        {
             Err(StoreError::Stale(_)) => {}
             other => self.fail(&format!("a stale report gave {other:?}")),
         }
@@ -213,14 +240,18 @@ impl Replay<'_> {
             .filter(|l| l.agent == agent)
             .map(|l| l.at)
             .collect();
-        self.log.push(format!("heartbeat agent{agent} ({} attempts)", mine.len()));
+        self.log
+            .push(format!("heartbeat agent{agent} ({} attempts)", mine.len()));
         let hb = self
             .store
             .heartbeat(&self.agents[agent], &mine, LEASE)
             .await
             .expect("heartbeat");
         if !hb.stale.is_empty() {
-            self.fail(&format!("heartbeat called live attempts stale: {:?}", hb.stale));
+            self.fail(&format!(
+                "heartbeat called live attempts stale: {:?}",
+                hb.stale
+            ));
         }
         let until = self.h.clock.now() + LEASE as i64;
         for l in self.live.iter_mut().filter(|l| l.agent == agent) {
@@ -345,7 +376,10 @@ impl Replay<'_> {
 /// in the store as in the reference machine.
 pub async fn random_histories_match_the_machine(h: Harness) {
     let s = &*h.store;
-    let agents = vec![agent(s, "replay-0", &[], &[]).await, agent(s, "replay-1", &[], &[]).await];
+    let agents = vec![
+        agent(s, "replay-0", &[], &[]).await,
+        agent(s, "replay-1", &[], &[]).await,
+    ];
     for seed in 0..SEEDS {
         let mut rng = StdRng::seed_from_u64(0xba70_0000 + seed);
         let wf = random_workflow(&mut rng, &format!("replay-{seed}"));
@@ -385,7 +419,12 @@ fn summary(wf: &Workflow) -> BTreeMap<String, (Vec<String>, u32, Vec<RetryOn>, u
         .map(|n| {
             (
                 n.id.clone(),
-                (n.needs.clone(), n.retry.attempts, n.retry.on.clone(), n.retry.lost_attempts),
+                (
+                    n.needs.clone(),
+                    n.retry.attempts,
+                    n.retry.on.clone(),
+                    n.retry.lost_attempts,
+                ),
             )
         })
         .collect()

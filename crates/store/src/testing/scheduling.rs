@@ -2,13 +2,18 @@
 
 use baton_core::{Action, NodeState, Outcome, RetryOn, RetryPolicy, RunState};
 
-use super::{Harness, LEASE, agent, aref, claim_nodes, names, node, start_run, state_of, states, workflow};
+use super::{
+    Harness, LEASE, agent, aref, claim_nodes, names, node, start_run, state_of, states, workflow,
+};
 use crate::StoreError;
 
 /// A run starts `pending` with its roots ready and the rest waiting.
 pub async fn create_run_makes_roots_ready(h: Harness) {
     let s = &*h.store;
-    let wf = workflow("build", vec![node("a", &[]), node("b", &["a"]), node("c", &[])]);
+    let wf = workflow(
+        "build",
+        vec![node("a", &[]), node("b", &["a"]), node("c", &[])],
+    );
     s.apply_workflow(&wf, "src").await.expect("apply");
     let created = s.create_run("build", None).await.expect("create").run;
     assert_eq!(created.status, RunState::Pending);
@@ -20,7 +25,10 @@ pub async fn create_run_makes_roots_ready(h: Harness) {
     assert!(created.nodes.values().all(|n| n.attempts.is_empty()));
 
     let doc = s.run(&created.id).await.expect("run");
-    assert_eq!(doc, created, "the stored document equals the one create_run returned");
+    assert_eq!(
+        doc, created,
+        "the stored document equals the one create_run returned"
+    );
     assert_eq!(s.run_rev(&created.id).await.expect("rev"), created.rev);
 
     let pinned = s.create_run("build", Some(1)).await.expect("create v1").run;
@@ -33,8 +41,14 @@ pub async fn create_run_makes_roots_ready(h: Harness) {
         s.create_run("nope", None).await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(matches!(s.run("no-such-run").await, Err(StoreError::NotFound(_))));
-    assert!(matches!(s.run_rev("no-such-run").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.run("no-such-run").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.run_rev("no-such-run").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// Agents get only nodes whose function and labels they offer; a ready node nobody can
@@ -54,9 +68,15 @@ pub async fn claim_matches_labels_and_functions(h: Harness) {
 
     let doc = s.run(&run).await.expect("run");
     assert_eq!(doc.nodes["plain"].waiting_for, None);
-    let why = doc.nodes["gpu"].waiting_for.clone().expect("gpu node explains its wait");
+    let why = doc.nodes["gpu"]
+        .waiting_for
+        .clone()
+        .expect("gpu node explains its wait");
     assert!(why.contains("gpu=yes"), "{why}");
-    let why = doc.nodes["plan"].waiting_for.clone().expect("plan node explains its wait");
+    let why = doc.nodes["plan"]
+        .waiting_for
+        .clone()
+        .expect("plan node explains its wait");
     assert!(why.contains("terraform-plan"), "{why}");
 
     let (_, got) = claim_nodes(s, &plain_agent, 10).await;
@@ -70,7 +90,13 @@ pub async fn claim_matches_labels_and_functions(h: Harness) {
     assert_eq!(got, names(&["gpu"]));
     assert_eq!(a[0].workflow, "mixed");
     assert_eq!(a[0].attempt, 1);
-    assert!(s.claim(&gpu_agent, 10, LEASE).await.expect("claim").assignments.is_empty());
+    assert!(
+        s.claim(&gpu_agent, 10, LEASE)
+            .await
+            .expect("claim")
+            .assignments
+            .is_empty()
+    );
 
     assert!(matches!(
         s.claim("no-such-agent", 1, LEASE).await,
@@ -92,7 +118,10 @@ pub async fn claim_respects_resources(h: Harness) {
     let (first, got) = claim_nodes(s, &ag, 10).await;
     assert_eq!(got.len(), 2, "one of x and y, and z: {got:?}");
     assert!(got.contains("z"));
-    assert!(claim_nodes(s, &ag, 10).await.1.is_empty(), "the other waits for the lock");
+    assert!(
+        claim_nodes(s, &ag, 10).await.1.is_empty(),
+        "the other waits for the lock"
+    );
 
     let holder = first.iter().find(|a| a.node != "z").expect("x or y");
     s.report(&ag, aref(holder), Outcome::exited(0), None)
@@ -109,7 +138,12 @@ pub async fn diamond_runs_in_order(h: Harness) {
     let s = &*h.store;
     let wf = workflow(
         "diamond",
-        vec![node("a", &[]), node("b", &["a"]), node("c", &["a"]), node("d", &["b", "c"])],
+        vec![
+            node("a", &[]),
+            node("b", &["a"]),
+            node("c", &["a"]),
+            node("d", &["b", "c"]),
+        ],
     );
     let ag = agent(s, "a", &[], &[]).await;
     let run = start_run(s, &wf).await;
@@ -117,7 +151,10 @@ pub async fn diamond_runs_in_order(h: Harness) {
     let (a, got) = claim_nodes(s, &ag, 10).await;
     assert_eq!(got, names(&["a"]));
     s.start_attempt(&ag, aref(&a[0])).await.expect("start");
-    let r = s.report(&ag, aref(&a[0]), Outcome::exited(0), None).await.expect("report");
+    let r = s
+        .report(&ag, aref(&a[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
     assert!(r.woke, "b and c became ready");
     assert!(!r.duplicate);
 
@@ -125,21 +162,35 @@ pub async fn diamond_runs_in_order(h: Harness) {
     assert_eq!(got, names(&["b", "c"]));
     let b = bc.iter().find(|x| x.node == "b").expect("b");
     let c = bc.iter().find(|x| x.node == "c").expect("c");
-    let r = s.report(&ag, aref(b), Outcome::exited(0), None).await.expect("report b");
+    let r = s
+        .report(&ag, aref(b), Outcome::exited(0), None)
+        .await
+        .expect("report b");
     assert!(!r.woke, "d still needs c");
     assert!(claim_nodes(s, &ag, 10).await.1.is_empty());
     assert_eq!(state_of(s, &run, "d").await, NodeState::Waiting);
-    s.report(&ag, aref(c), Outcome::exited(0), None).await.expect("report c");
+    s.report(&ag, aref(c), Outcome::exited(0), None)
+        .await
+        .expect("report c");
 
     let (d, got) = claim_nodes(s, &ag, 10).await;
     assert_eq!(got, names(&["d"]));
-    s.report(&ag, aref(&d[0]), Outcome::exited(0), None).await.expect("report d");
+    s.report(&ag, aref(&d[0]), Outcome::exited(0), None)
+        .await
+        .expect("report d");
     let doc = s.run(&run).await.expect("run");
     assert_eq!(doc.status, RunState::Success);
     assert!(doc.started_at.is_some());
     assert!(doc.finished_at.is_some());
-    assert!(doc.nodes.values().all(|n| n.status == NodeState::Success && n.attempts.len() == 1));
-    assert_eq!(doc.nodes["a"].attempts[0].agent, "a", "attempts name their agent");
+    assert!(
+        doc.nodes
+            .values()
+            .all(|n| n.status == NodeState::Success && n.attempts.len() == 1)
+    );
+    assert_eq!(
+        doc.nodes["a"].attempts[0].agent, "a",
+        "attempts name their agent"
+    );
 }
 
 /// A failed node skips everything below it; an independent branch still runs, and the
@@ -173,10 +224,14 @@ pub async fn failure_skips_downstream_while_sibling_finishes(h: Harness) {
     assert_eq!(st["c"], NodeState::Pending);
     assert_eq!(s.run(&run).await.expect("run").status, RunState::Pending);
 
-    s.report(&ag, aref(c), Outcome::exited(0), None).await.expect("report c");
+    s.report(&ag, aref(c), Outcome::exited(0), None)
+        .await
+        .expect("report c");
     let (d, got) = claim_nodes(s, &ag, 10).await;
     assert_eq!(got, names(&["d"]));
-    s.report(&ag, aref(&d[0]), Outcome::exited(0), None).await.expect("report d");
+    s.report(&ag, aref(&d[0]), Outcome::exited(0), None)
+        .await
+        .expect("report d");
 
     let doc = s.run(&run).await.expect("run");
     assert_eq!(doc.status, RunState::Failure);
@@ -202,7 +257,10 @@ pub async fn retry_backs_off_then_becomes_claimable(h: Harness) {
     let run = start_run(s, &workflow("flaky", vec![flaky])).await;
 
     let (a, _) = claim_nodes(s, &ag, 1).await;
-    let r = s.report(&ag, aref(&a[0]), Outcome::exited(1), None).await.expect("report");
+    let r = s
+        .report(&ag, aref(&a[0]), Outcome::exited(1), None)
+        .await
+        .expect("report");
     assert!(!r.woke, "a backing-off node wakes nobody yet");
     assert_eq!(state_of(s, &run, "flaky").await, NodeState::Ready);
 
@@ -216,7 +274,9 @@ pub async fn retry_backs_off_then_becomes_claimable(h: Harness) {
     let (b, _) = claim_nodes(s, &ag, 1).await;
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].attempt, 2);
-    s.report(&ag, aref(&b[0]), Outcome::exited(0), None).await.expect("report");
+    s.report(&ag, aref(&b[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
     let doc = s.run(&run).await.expect("run");
     assert_eq!(doc.status, RunState::Success);
     let tries = &doc.nodes["flaky"].attempts;
@@ -242,10 +302,18 @@ pub async fn start_marks_node_and_run_running(h: Harness) {
     assert_eq!(doc.nodes["a"].status, NodeState::Running);
     assert!(doc.nodes["a"].attempts[0].started_at.is_some());
     let rev = doc.rev;
-    s.start_attempt(&ag, aref(&a[0])).await.expect("start again");
-    assert_eq!(s.run_rev(&run).await.expect("rev"), rev, "a repeated start changes nothing");
+    s.start_attempt(&ag, aref(&a[0]))
+        .await
+        .expect("start again");
+    assert_eq!(
+        s.run_rev(&run).await.expect("rev"),
+        rev,
+        "a repeated start changes nothing"
+    );
 
-    s.report(&ag, aref(&a[0]), Outcome::exited(0), None).await.expect("report");
+    s.report(&ag, aref(&a[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
     assert!(matches!(
         s.start_attempt(&ag, aref(&a[0])).await,
         Err(StoreError::Stale(_))

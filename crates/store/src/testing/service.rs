@@ -4,7 +4,9 @@
 use baton_api::{LogQuery, RunFilter, Stream};
 use baton_core::{NodeState, Outcome, RunState};
 
-use super::{Harness, LEASE, agent, agent_with_token, aref, claim_nodes, node, start_run, workflow};
+use super::{
+    Harness, LEASE, agent, agent_with_token, aref, claim_nodes, node, start_run, workflow,
+};
 use crate::{Principal, StoreError, TokenKind};
 
 /// Applying makes version 1; the same definition again makes nothing; a change makes
@@ -14,23 +16,41 @@ pub async fn apply_makes_versions(h: Harness) {
     let v1 = workflow("release", vec![node("a", &[]), node("b", &["a"])]);
     let made = s.apply_workflow(&v1, "first").await.expect("apply");
     assert!(made.created);
-    assert_eq!((made.name.as_str(), made.version, made.nodes), ("release", 1, 2));
+    assert_eq!(
+        (made.name.as_str(), made.version, made.nodes),
+        ("release", 1, 2)
+    );
 
-    let same = s.apply_workflow(&v1, "first, reformatted").await.expect("apply again");
+    let same = s
+        .apply_workflow(&v1, "first, reformatted")
+        .await
+        .expect("apply again");
     assert!(!same.created);
     assert_eq!(same.version, 1);
 
-    let v2 = workflow("release", vec![node("a", &[]), node("b", &["a"]), node("c", &["b"])]);
-    let made = s.apply_workflow(&v2, "second").await.expect("apply changed");
+    let v2 = workflow(
+        "release",
+        vec![node("a", &[]), node("b", &["a"]), node("c", &["b"])],
+    );
+    let made = s
+        .apply_workflow(&v2, "second")
+        .await
+        .expect("apply changed");
     assert!(made.created);
     assert_eq!((made.version, made.nodes), (2, 3));
-    let back = s.apply_workflow(&v1, "first").await.expect("apply v1 again");
+    let back = s
+        .apply_workflow(&v1, "first")
+        .await
+        .expect("apply v1 again");
     assert!(back.created, "equal to an older version but not the latest");
     assert_eq!(back.version, 3);
 
     let list = s.list_workflows().await.expect("list");
     assert_eq!(list.len(), 1);
-    assert_eq!((list[0].name.as_str(), list[0].latest_version, list[0].runs), ("release", 3, 0));
+    assert_eq!(
+        (list[0].name.as_str(), list[0].latest_version, list[0].runs),
+        ("release", 3, 0)
+    );
     let doc = s.workflow("release").await.expect("show");
     let versions: Vec<i64> = doc.versions.iter().map(|v| v.version).collect();
     assert_eq!(versions, vec![3, 2, 1]);
@@ -39,7 +59,10 @@ pub async fn apply_makes_versions(h: Harness) {
     assert_eq!(one.source, "second");
     assert_eq!(one.version.nodes, 3);
 
-    assert!(matches!(s.workflow("nope").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.workflow("nope").await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(matches!(
         s.workflow_version("release", 9).await,
         Err(StoreError::NotFound(_))
@@ -50,8 +73,14 @@ pub async fn apply_makes_versions(h: Harness) {
         Err(StoreError::Invalid(_))
     ));
     let dup = workflow("dup", vec![node("a", &[]), node("a", &[])]);
-    assert!(matches!(s.apply_workflow(&dup, "").await, Err(StoreError::Invalid(_))));
-    assert!(matches!(s.workflow("loop").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.apply_workflow(&dup, "").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.workflow("loop").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// Runs list newest first, filtered by workflow and state, with node counts.
@@ -124,18 +153,33 @@ pub async fn logs_page_and_ignore_repeats(h: Harness) {
     let (got, _) = claim_nodes(s, &ag, 2).await;
     let a = got.iter().find(|x| x.node == "a").expect("a");
     let b = got.iter().find(|x| x.node == "b").expect("b");
-    s.append_log(&ag, aref(a), 0, Stream::Stdout, "one\n").await.expect("log");
-    s.append_log(&ag, aref(b), 0, Stream::Stdout, "b-one\n").await.expect("log");
-    s.append_log(&ag, aref(a), 1, Stream::Stderr, "two\n").await.expect("log");
-    s.append_log(&ag, aref(a), 1, Stream::Stderr, "two, resent\n").await.expect("repeat");
-    s.report(&ag, aref(a), Outcome::exited(0), None).await.expect("report");
-    s.append_log(&ag, aref(a), 2, Stream::Stdout, "three\n").await.expect("late chunk");
+    s.append_log(&ag, aref(a), 0, Stream::Stdout, "one\n")
+        .await
+        .expect("log");
+    s.append_log(&ag, aref(b), 0, Stream::Stdout, "b-one\n")
+        .await
+        .expect("log");
+    s.append_log(&ag, aref(a), 1, Stream::Stderr, "two\n")
+        .await
+        .expect("log");
+    s.append_log(&ag, aref(a), 1, Stream::Stderr, "two, resent\n")
+        .await
+        .expect("repeat");
+    s.report(&ag, aref(a), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    s.append_log(&ag, aref(a), 2, Stream::Stdout, "three\n")
+        .await
+        .expect("late chunk");
 
     let page = s
-        .logs(&run, &LogQuery {
-            limit: Some(2),
-            ..LogQuery::default()
-        })
+        .logs(
+            &run,
+            &LogQuery {
+                limit: Some(2),
+                ..LogQuery::default()
+            },
+        )
         .await
         .expect("logs");
     let text: Vec<&str> = page.chunks.iter().map(|c| c.data.as_str()).collect();
@@ -143,40 +187,55 @@ pub async fn logs_page_and_ignore_repeats(h: Harness) {
     assert_eq!(page.next, page.chunks[1].id);
     assert!(page.chunks[0].id < page.chunks[1].id);
     let rest = s
-        .logs(&run, &LogQuery {
-            after: Some(page.next),
-            ..LogQuery::default()
-        })
+        .logs(
+            &run,
+            &LogQuery {
+                after: Some(page.next),
+                ..LogQuery::default()
+            },
+        )
         .await
         .expect("logs");
     let text: Vec<&str> = rest.chunks.iter().map(|c| c.data.as_str()).collect();
     assert_eq!(text, vec!["two\n", "three\n"]);
     assert_eq!(rest.chunks[0].stream, Stream::Stderr);
-    assert_eq!((rest.chunks[0].node.as_str(), rest.chunks[0].attempt), ("a", 1));
+    assert_eq!(
+        (rest.chunks[0].node.as_str(), rest.chunks[0].attempt),
+        ("a", 1)
+    );
     let end = s
-        .logs(&run, &LogQuery {
-            after: Some(rest.next),
-            ..LogQuery::default()
-        })
+        .logs(
+            &run,
+            &LogQuery {
+                after: Some(rest.next),
+                ..LogQuery::default()
+            },
+        )
         .await
         .expect("logs");
     assert!(end.chunks.is_empty());
     assert_eq!(end.next, rest.next, "nothing newer: next stays");
 
     let only_b = s
-        .logs(&run, &LogQuery {
-            node: Some("b".into()),
-            ..LogQuery::default()
-        })
+        .logs(
+            &run,
+            &LogQuery {
+                node: Some("b".into()),
+                ..LogQuery::default()
+            },
+        )
         .await
         .expect("logs of b");
     assert_eq!(only_b.chunks.len(), 1);
     assert_eq!(only_b.chunks[0].node, "b");
     assert!(matches!(
-        s.logs(&run, &LogQuery {
-            node: Some("zz".into()),
-            ..LogQuery::default()
-        })
+        s.logs(
+            &run,
+            &LogQuery {
+                node: Some("zz".into()),
+                ..LogQuery::default()
+            }
+        )
         .await,
         Err(StoreError::NotFound(_))
     ));
@@ -190,11 +249,23 @@ pub async fn logs_page_and_ignore_repeats(h: Harness) {
 /// map to nobody.
 pub async fn tokens_authenticate_by_kind(h: Harness) {
     let s = &*h.store;
-    s.put_server_token(TokenKind::Admin, "admin-hash").await.expect("admin");
-    s.put_server_token(TokenKind::Admin, "admin-hash").await.expect("admin again");
-    s.put_server_token(TokenKind::Enroll, "enroll-hash").await.expect("enroll");
-    assert_eq!(s.authenticate("admin-hash").await.expect("auth"), Some(Principal::Admin));
-    assert_eq!(s.authenticate("enroll-hash").await.expect("auth"), Some(Principal::Enroll));
+    s.put_server_token(TokenKind::Admin, "admin-hash")
+        .await
+        .expect("admin");
+    s.put_server_token(TokenKind::Admin, "admin-hash")
+        .await
+        .expect("admin again");
+    s.put_server_token(TokenKind::Enroll, "enroll-hash")
+        .await
+        .expect("enroll");
+    assert_eq!(
+        s.authenticate("admin-hash").await.expect("auth"),
+        Some(Principal::Admin)
+    );
+    assert_eq!(
+        s.authenticate("enroll-hash").await.expect("auth"),
+        Some(Principal::Enroll)
+    );
     assert_eq!(s.authenticate("unknown").await.expect("auth"), None);
     assert!(matches!(
         s.put_server_token(TokenKind::Agent, "x").await,
@@ -210,7 +281,11 @@ pub async fn tokens_authenticate_by_kind(h: Harness) {
     );
     s.deregister_agent(&id).await.expect("deregister");
     s.deregister_agent(&id).await.expect("deregister twice");
-    assert_eq!(s.authenticate("agent-hash").await.expect("auth"), None, "revoked");
+    assert_eq!(
+        s.authenticate("agent-hash").await.expect("auth"),
+        None,
+        "revoked"
+    );
     assert!(matches!(
         s.deregister_agent("no-such-agent").await,
         Err(StoreError::NotFound(_))
@@ -219,7 +294,11 @@ pub async fn tokens_authenticate_by_kind(h: Harness) {
     let first = agent_with_token(s, "b", &[], &[], "b-1").await;
     let second = agent_with_token(s, "b", &[], &[], "b-2").await;
     assert_ne!(first, second);
-    assert_eq!(s.authenticate("b-1").await.expect("auth"), None, "replaced by a restart");
+    assert_eq!(
+        s.authenticate("b-1").await.expect("auth"),
+        None,
+        "replaced by a restart"
+    );
     assert!(s.authenticate("b-2").await.expect("auth").is_some());
 }
 
@@ -239,18 +318,27 @@ pub async fn agents_online_offline_gone(h: Harness) {
     let list = s.list_agents(LEASE).await.expect("agents");
     assert_eq!(list.len(), 2);
     let (alpha, beta) = (&list[0], &list[1]);
-    assert_eq!((alpha.name.as_str(), alpha.status.as_str()), ("alpha", "online"));
+    assert_eq!(
+        (alpha.name.as_str(), alpha.status.as_str()),
+        ("alpha", "online")
+    );
     assert_eq!(alpha.used_slots, 1);
     assert_eq!(alpha.slots, 4);
     assert_eq!(alpha.labels.get("os").map(String::as_str), Some("linux"));
     assert!(alpha.functions.contains(&"shell".to_owned()));
-    assert_eq!((beta.name.as_str(), beta.status.as_str()), ("beta", "offline"));
+    assert_eq!(
+        (beta.name.as_str(), beta.status.as_str()),
+        ("beta", "offline")
+    );
     assert_eq!(beta.used_slots, 0);
 
     s.deregister_agent(&b).await.expect("deregister");
     let list = s.list_agents(LEASE).await.expect("agents");
     assert_eq!(list[1].status, "gone");
-    assert!(matches!(s.claim(&b, 1, LEASE).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.claim(&b, 1, LEASE).await,
+        Err(StoreError::NotFound(_))
+    ));
     h.clock.advance(2 * 3_600_000);
     let list = s.list_agents(LEASE).await.expect("agents");
     assert_eq!(list.len(), 1, "gone agents drop off the list after an hour");
@@ -266,13 +354,24 @@ pub async fn artifacts_are_recorded(h: Harness) {
     let run = start_run(s, &workflow("art", vec![build])).await;
     let (got, _) = claim_nodes(s, &ag, 1).await;
     assert_eq!(got[0].artifacts, vec!["dist/**".to_owned()]);
-    s.report(&ag, aref(&got[0]), Outcome::exited(0), None).await.expect("report");
+    s.report(&ag, aref(&got[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
 
     let target = s.artifact_target(&ag, aref(&got[0])).await.expect("target");
-    assert_eq!((target.run_id.as_str(), target.node.as_str(), target.attempt), (run.as_str(), "build", 1));
-    s.record_artifact(got[0].attempt_id, "dist/app", 10, "aa").await.expect("record");
-    s.record_artifact(got[0].attempt_id, "dist/app", 12, "bb").await.expect("replace");
-    s.record_artifact(got[0].attempt_id, "dist/lib", 3, "cc").await.expect("record");
+    assert_eq!(
+        (target.run_id.as_str(), target.node.as_str(), target.attempt),
+        (run.as_str(), "build", 1)
+    );
+    s.record_artifact(got[0].attempt_id, "dist/app", 10, "aa")
+        .await
+        .expect("record");
+    s.record_artifact(got[0].attempt_id, "dist/app", 12, "bb")
+        .await
+        .expect("replace");
+    s.record_artifact(got[0].attempt_id, "dist/lib", 3, "cc")
+        .await
+        .expect("record");
     let list = s.artifacts(&run).await.expect("artifacts");
     let seen: Vec<(&str, u64, &str)> = list
         .iter()
@@ -281,8 +380,12 @@ pub async fn artifacts_are_recorded(h: Harness) {
     assert_eq!(seen, vec![("dist/app", 12, "bb"), ("dist/lib", 3, "cc")]);
     assert!(list.iter().all(|a| a.node == "build" && a.attempt == 1));
     assert!(matches!(
-        s.record_artifact(got[0].attempt_id + 1000, "x", 1, "dd").await,
+        s.record_artifact(got[0].attempt_id + 1000, "x", 1, "dd")
+            .await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(matches!(s.artifacts("no-such-run").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        s.artifacts("no-such-run").await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -1,0 +1,104 @@
+//! What only the SQLite backend promises: the file, its schema, durability across
+//! reopening, the log cap.
+
+use std::sync::Arc;
+
+use baton_api::{LogQuery, Stream};
+use baton_core::{NodeState, Outcome, RunState};
+use baton_store::testing::{LEASE, TestClock, agent, aref, claim_nodes, node, start_run, workflow};
+use baton_store::{SqliteOptions, SqliteStore, Store, StoreError, Synchronous};
+
+fn open(path: &std::path::Path, clock: &TestClock) -> SqliteStore {
+    SqliteStore::open(&SqliteOptions::new(path))
+        .expect("open the database")
+        .with_clock(clock.as_fn())
+}
+
+#[tokio::test]
+async fn state_survives_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested/dir/baton.db");
+    let clock = TestClock::new();
+    let (run, ag, claimed) = {
+        let s = open(&path, &clock);
+        let ag = agent(&s, "a", &[], &[]).await;
+        let run = start_run(&s, &workflow("w", vec![node("a", &[]), node("b", &["a"])])).await;
+        let (claimed, _) = claim_nodes(&s, &ag, 1).await;
+        (run, ag, claimed)
+    };
+    assert!(path.exists(), "the file and its directories were created");
+
+    let s = open(&path, &clock);
+    assert_eq!(
+        s.run(&run).await.expect("run").nodes["a"].status,
+        NodeState::Pending
+    );
+    s.report(&ag, aref(&claimed[0]), Outcome::exited(0), None)
+        .await
+        .expect("the attempt is still the agent's after a restart");
+    let (b, _) = claim_nodes(&s, &ag, 1).await;
+    s.report(&ag, aref(&b[0]), Outcome::exited(0), None)
+        .await
+        .expect("report b");
+    assert_eq!(s.run(&run).await.expect("run").status, RunState::Success);
+}
+
+#[tokio::test]
+async fn full_synchronous_mode_opens_and_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let s = SqliteStore::open(&SqliteOptions {
+        path: dir.path().join("baton.db"),
+        synchronous: Synchronous::Full,
+    })
+    .expect("open");
+    let made = s
+        .apply_workflow(&workflow("w", vec![node("a", &[])]), "")
+        .await
+        .expect("apply");
+    assert_eq!(made.version, 1);
+}
+
+#[tokio::test]
+async fn refuses_a_schema_newer_than_it_knows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("baton.db");
+    drop(SqliteStore::open(&SqliteOptions::new(&path)).expect("open"));
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 1);
+    conn.pragma_update(None, "user_version", 99).expect("bump");
+    drop(conn);
+    match SqliteStore::open(&SqliteOptions::new(&path)) {
+        Err(StoreError::Invalid(msg)) => assert!(msg.contains("newer"), "{msg}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn log_past_the_cap_is_cut_once_with_a_marker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = TestClock::new();
+    let s: Arc<dyn Store> = Arc::new(open(&dir.path().join("baton.db"), &clock).with_log_cap(10));
+    let ag = agent(&*s, "a", &[], &[]).await;
+    let run = start_run(&*s, &workflow("w", vec![node("a", &[])])).await;
+    let (a, _) = claim_nodes(&*s, &ag, 1).await;
+    let at = aref(&a[0]);
+    s.append_log(&ag, at, 0, Stream::Stdout, "12345\n")
+        .await
+        .expect("log");
+    s.append_log(&ag, at, 1, Stream::Stdout, "67890\nmore\n")
+        .await
+        .expect("log");
+    s.append_log(&ag, at, 2, Stream::Stdout, "dropped\n")
+        .await
+        .expect("log");
+    let page = s.logs(&run, &LogQuery::default()).await.expect("logs");
+    let text: String = page.chunks.iter().map(|c| c.data.as_str()).collect();
+    assert_eq!(text, "12345\n6789\n[baton: log truncated at 10 bytes]\n");
+    assert_eq!(page.chunks.len(), 2);
+    s.heartbeat(&ag, &[at], LEASE)
+        .await
+        .expect("the attempt is unaffected");
+}
