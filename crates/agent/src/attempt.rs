@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use baton_api::{Assignment, Report};
+use baton_core::{Action, Reason};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts;
@@ -25,8 +26,15 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
         "claimed"
     );
     // `start` goes out beside the work, so it never delays the spawn; the report waits for
-    // it, so the server never sees them out of order.
-    let ((), execution) = tokio::join!(start(&shared, &a, &stop), work(&shared, &a, &stop));
+    // it, so the server never sees them out of order. A `noop` has nothing to start: its
+    // report alone (accepted from a pending attempt) saves a round trip.
+    let starts = !matches!(&a.action, Action::Uses { function, .. } if function == "noop");
+    let started = async {
+        if starts {
+            start(&shared, &a, &stop).await;
+        }
+    };
+    let ((), execution) = tokio::join!(started, work(&shared, &a, &stop));
     let Execution { ended, work_dir } = execution;
     match ended {
         Ended::Finished { outcome, message } if !stop.is_dropped() => {
@@ -72,9 +80,14 @@ async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
     let produce = async move {
         let execution = functions::execute(&shared.work_root, a, stop, &mut logs).await;
         shared.held.mark_finished(a.attempt_id);
-        let keep = !matches!(execution.ended, Ended::Dropped) && !stop.is_dropped();
+        // Artifacts of work that ran to its end, successful or not.
+        let ran = matches!(
+            execution.ended,
+            Ended::Finished { outcome, .. } if outcome.reason == Reason::Exit
+        );
         if let Some(dir) = &execution.work_dir
-            && keep
+            && ran
+            && !stop.is_dropped()
             && !a.artifacts.is_empty()
         {
             let (id, fence) = (a.attempt_id, a.fence);

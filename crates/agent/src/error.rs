@@ -39,7 +39,8 @@ pub enum AgentError {
         #[source]
         source: io::Error,
     },
-    /// The server refused the registration (bad enrollment token, bad request).
+    /// The server refused the registration: a bad enrollment token (401, 403) or a bad
+    /// request; the source has the status.
     #[error("registration refused")]
     Register(#[source] RequestError),
     /// The server stopped accepting the agent's own token (revoked, or the server forgot it).

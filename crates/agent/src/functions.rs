@@ -137,7 +137,7 @@ async fn shell(
         .arg(script.to_shell())
         .current_dir(dir.path())
         // The enrollment token is the agent's secret, not the step's.
-        .env_remove("BATON_TOKEN")
+        .env_remove("BATON_AGENT_TOKEN")
         .envs(&a.env)
         .env("BATON_RUN_ID", &a.run_id)
         .env("BATON_WORKFLOW", &a.workflow)

@@ -186,7 +186,9 @@ async fn a_bad_enrollment_token_fails_registration_at_once() -> Result<()> {
         GRACE,
     );
     match agent.join().await {
-        Err(baton_agent::AgentError::Register(e)) => assert_eq!(e.status(), Some(401), "{e}"),
+        Err(baton_agent::AgentError::Register(e)) => {
+            assert_eq!(e.status(), Some(401), "{e}")
+        }
         other => panic!("expected a refused registration, got {other:?}"),
     }
     Ok(())
@@ -319,4 +321,36 @@ async fn refuse_until(listener: &tokio::net::TcpListener, path_part: &str) -> Re
             return Ok(());
         }
     }
+}
+
+#[tokio::test]
+async fn a_full_agent_takes_the_next_node_when_a_slot_frees() -> Result<()> {
+    init_tracing();
+    let data = tempfile::tempdir()?;
+    let server = TestServer::start(data.path(), 15_000).await?;
+    let agent = TestAgent::spawn(vec![server.url.clone()], &server.enroll, "single", 1, GRACE);
+    let admin = server.admin();
+    let run = admin
+        .start_run(
+            "name: two\nnodes:\n  x:\n    run: sleep 0.2\n  y:\n    run: sleep 0.2\n  z:\n    needs: [x, y]\n    run: exit 4\n",
+        )
+        .await?;
+    let doc = admin.wait_run(&run.id, finished).await?;
+    assert_eq!(doc.status, RunState::Failure);
+    let (x, y) = (&doc.nodes["x"].attempts[0], &doc.nodes["y"].attempts[0]);
+    assert_eq!(
+        (x.status, y.status),
+        (AttemptState::Success, AttemptState::Success)
+    );
+    // One slot: the second node started only after the first one was reported.
+    let (first, second) = if x.started_at <= y.started_at {
+        (x, y)
+    } else {
+        (y, x)
+    };
+    assert!(second.started_at >= first.finished_at, "{doc:#?}");
+    let z = &doc.nodes["z"].attempts[0];
+    assert_eq!((z.status, z.exit_code), (AttemptState::Failure, Some(4)));
+    agent.shut_down().await?;
+    Ok(())
 }

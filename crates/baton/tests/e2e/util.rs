@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// How long any single condition may take before a test fails. Generous: CI machines are slow.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A `baton` command with a clean environment: no inherited BATON_* variables, and a HOME
 /// inside `home` so nothing reads or writes the developer's own data dir.
-pub fn baton(home: &Path) -> Command {
+pub(crate) fn baton(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -27,7 +27,7 @@ pub fn baton(home: &Path) -> Command {
 }
 
 /// Polls `probe` until it returns `Some`, panicking with `what` after [`PATIENCE`].
-pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(v) = probe() {
@@ -39,7 +39,7 @@ pub fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
 }
 
 /// A child process killed (SIGKILL) and reaped on drop.
-pub struct Proc(pub Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -49,17 +49,18 @@ impl Drop for Proc {
 }
 
 /// A server and its agents, each a real process, in one temp dir.
-pub struct Cluster {
-    pub dir: tempfile::TempDir,
-    pub url: String,
-    pub admin: String,
-    server: Proc,
-    pub agents: BTreeMap<String, Proc>,
+pub(crate) struct Cluster {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) url: String,
+    pub(crate) admin: String,
+    // Held so the server lives as long as the cluster; killed on drop.
+    _server: Proc,
+    pub(crate) agents: BTreeMap<String, Proc>,
 }
 
 impl Cluster {
     /// Starts `baton server` on a free port with a short lease (so lost agents are noticed fast).
-    pub fn start(lease: &str) -> Cluster {
+    pub(crate) fn start(lease: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         let mut child = baton(dir.path())
@@ -96,7 +97,7 @@ impl Cluster {
         let mut cluster = Cluster {
             admin: String::new(),
             url,
-            server,
+            _server: server,
             agents: BTreeMap::new(),
             dir,
         };
@@ -111,12 +112,12 @@ impl Cluster {
     }
 
     /// The server's data dir.
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
     /// Starts an agent process and waits until the server lists it online.
-    pub fn add_agent(&mut self, name: &str, slots: u32, labels: &[&str]) {
+    pub(crate) fn add_agent(&mut self, name: &str, slots: u32, labels: &[&str]) {
         let mut cmd = baton(self.dir.path());
         cmd.args(["agent", "--server", &self.url, "--name", name])
             .args(["--slots", &slots.to_string(), "--token-file"])
@@ -141,12 +142,12 @@ impl Cluster {
     }
 
     /// Where an agent keeps its attempts' work dirs.
-    pub fn work_dir(&self, agent: &str) -> PathBuf {
+    pub(crate) fn work_dir(&self, agent: &str) -> PathBuf {
         self.dir.path().join(format!("work-{agent}"))
     }
 
     /// Runs the CLI against this server with the admin token.
-    pub fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         baton(self.dir.path())
             .args(args)
             .env("BATON_SERVER", &self.url)
@@ -156,7 +157,7 @@ impl Cluster {
     }
 
     /// `baton run FILE --json`: the exit code and the final run document.
-    pub fn run_file(&self, file: &Path) -> (i32, Value) {
+    pub(crate) fn run_file(&self, file: &Path) -> (i32, Value) {
         let out = self.cli(&["run", &file.to_string_lossy(), "--json"]);
         let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -168,13 +169,13 @@ impl Cluster {
     }
 
     /// `baton agents list --json`.
-    pub fn agents_json(&self) -> Value {
+    pub(crate) fn agents_json(&self) -> Value {
         let out = self.cli(&["agents", "list", "--json"]);
         serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
     /// `baton runs show RUN --json`.
-    pub fn run_doc(&self, id: &str) -> Value {
+    pub(crate) fn run_doc(&self, id: &str) -> Value {
         let out = self.cli(&["runs", "show", id, "--json"]);
         assert!(
             out.status.success(),
@@ -185,7 +186,7 @@ impl Cluster {
     }
 
     /// A raw HTTP/1.1 request to the server; `(status, body)`.
-    pub fn http(
+    pub(crate) fn http(
         &self,
         method: &str,
         path: &str,
@@ -221,28 +222,23 @@ impl Cluster {
     }
 
     /// Kills an agent with SIGKILL.
-    pub fn kill_agent(&mut self, name: &str) {
+    pub(crate) fn kill_agent(&mut self, name: &str) {
         if let Some(mut p) = self.agents.remove(name) {
             let _ = p.0.kill();
             let _ = p.0.wait();
         }
     }
-
-    /// Keeps the server alive for the borrow checker's sake (it is killed on drop).
-    pub fn server_pid(&self) -> u32 {
-        self.server.0.id()
-    }
 }
 
 /// Writes a workflow file into `dir` and returns its path.
-pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write workflow");
     path
 }
 
 /// Node states of a run document, by node id.
-pub fn node_states(doc: &Value) -> BTreeMap<String, String> {
+pub(crate) fn node_states(doc: &Value) -> BTreeMap<String, String> {
     doc["nodes"]
         .as_object()
         .map(|m| {

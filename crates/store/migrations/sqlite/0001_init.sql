@@ -110,7 +110,6 @@ CREATE TABLE attempts (
     -- The last line of defence against two claims of the same node.
     UNIQUE (node_id, number)
 );
-CREATE INDEX attempts_by_run ON attempts (run_id);
 CREATE INDEX attempts_live_by_agent ON attempts (agent_id)
     WHERE status IN ('pending', 'running');
 CREATE INDEX attempts_live_by_lease ON attempts (lease_until)

@@ -39,9 +39,9 @@ pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
             .prepare_cached(
                 "SELECT n.idx, a.number, a.status, a.reason, a.exit_code, a.message, \
                  a.claimed_at, a.started_at, a.finished_at, COALESCE(g.name, a.agent_id) \
-                 FROM attempts a JOIN nodes n ON n.id = a.node_id \
+                 FROM nodes n JOIN attempts a ON a.node_id = n.id \
                  LEFT JOIN agents g ON g.id = a.agent_id \
-                 WHERE a.run_id = ?1 ORDER BY a.id",
+                 WHERE n.run_id = ?1 ORDER BY a.id",
             )
             .ctx("reading a run")?;
         let rows = stmt

@@ -66,9 +66,18 @@ pub(crate) struct RunRow {
     pub(crate) counts: Counts,
 }
 
-const RUN_COLUMNS: &str = "id, workflow, version, version_id, status, cancel_requested, \
-     created_at, started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, \
-     n_running, n_success, n_failure, n_error, n_canceled, n_skipped";
+/// `SELECT <run columns> FROM runs <rest>` as one static string, so the hot path builds
+/// no SQL at run time.
+macro_rules! select_runs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, workflow, version, version_id, status, cancel_requested, created_at, \
+             started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, n_running, \
+             n_success, n_failure, n_error, n_canceled, n_skipped FROM runs ",
+            $rest
+        )
+    };
+}
 
 fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
     let mut counts = [0i64; 9];
@@ -95,7 +104,7 @@ impl RunRow {
     /// Loads a run; `None` when there is no such run.
     pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<Option<RunRow>> {
         db.conn
-            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))
+            .prepare_cached(select_runs!("WHERE id = ?1"))
             .and_then(|mut s| s.query_row([id], run_row).optional())
             .ctx("loading a run")
     }
@@ -273,28 +282,22 @@ pub(crate) fn list(db: &Db<'_>, filter: &RunFilter) -> Result<Vec<RunSummary>> {
     let limit = i64::from(filter.limit.unwrap_or(LIST_DEFAULT).clamp(1, LIST_MAX));
     let status = filter.status.map(RunState::as_str);
     // Each shape of filter gets its own statement so SQLite can use the matching index.
-    let (sql, args): (String, Vec<&dyn rusqlite::ToSql>) = match (&filter.workflow, &status) {
+    let (sql, args): (&str, Vec<&dyn rusqlite::ToSql>) = match (&filter.workflow, &status) {
         (Some(w), Some(s)) => (
-            format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE workflow = ?1 AND status = ?2 \
-                 ORDER BY id DESC LIMIT ?3"
-            ),
+            select_runs!("WHERE workflow = ?1 AND status = ?2 ORDER BY id DESC LIMIT ?3"),
             vec![w, s, &limit],
         ),
         (Some(w), None) => (
-            format!("SELECT {RUN_COLUMNS} FROM runs WHERE workflow = ?1 ORDER BY id DESC LIMIT ?2"),
+            select_runs!("WHERE workflow = ?1 ORDER BY id DESC LIMIT ?2"),
             vec![w, &limit],
         ),
         (None, Some(s)) => (
-            format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = ?1 ORDER BY id DESC LIMIT ?2"),
+            select_runs!("WHERE status = ?1 ORDER BY id DESC LIMIT ?2"),
             vec![s, &limit],
         ),
-        (None, None) => (
-            format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?1"),
-            vec![&limit],
-        ),
+        (None, None) => (select_runs!("ORDER BY id DESC LIMIT ?1"), vec![&limit]),
     };
-    let mut stmt = db.conn.prepare_cached(&sql).ctx("listing runs")?;
+    let mut stmt = db.conn.prepare_cached(sql).ctx("listing runs")?;
     let rows = stmt
         .query_map(args.as_slice(), run_row)
         .ctx("listing runs")?;
