@@ -53,9 +53,10 @@ pub(crate) struct Cluster {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) url: String,
     pub(crate) admin: String,
+    // Fields drop in order: agents go before the server, so they never see it vanish.
+    pub(crate) agents: BTreeMap<String, Proc>,
     // Held so the server lives as long as the cluster; killed on drop.
     _server: Proc,
-    pub(crate) agents: BTreeMap<String, Proc>,
 }
 
 impl Cluster {

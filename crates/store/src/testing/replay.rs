@@ -14,9 +14,9 @@ use super::{Harness, LEASE, agent, node, workflow};
 use crate::{Store, StoreError};
 
 /// Seeds tried per run of the case; each is one random workflow and history.
-const SEEDS: u64 = 24;
+const SEEDS: u64 = 40;
 /// Random events per history before it is driven to its end.
-const EVENTS: usize = 60;
+const EVENTS: usize = 80;
 
 /// An attempt the model believes is live.
 #[derive(Debug, Clone)]
@@ -86,12 +86,12 @@ fn random_workflow(rng: &mut StdRng, name: &str) -> Workflow {
 }
 
 fn random_outcome(rng: &mut StdRng) -> Outcome {
-    match rng.random_range(0..7) {
-        0 | 1 => Outcome::exited(0),
-        2 => Outcome::exited(rng.random_range(1..=3)),
-        3 => Outcome::error(Reason::Setup),
-        4 => Outcome::error(Reason::Timeout),
-        5 => Outcome::canceled(Reason::Shutdown),
+    match rng.random_range(0..40) {
+        0..=19 => Outcome::exited(0),
+        20..=27 => Outcome::exited(rng.random_range(1..=3)),
+        28..=31 => Outcome::error(Reason::Setup),
+        32..=35 => Outcome::error(Reason::Timeout),
+        36..=38 => Outcome::canceled(Reason::Shutdown),
         _ => Outcome::canceled(Reason::Canceled),
     }
 }
@@ -340,11 +340,11 @@ impl Replay<'_> {
                 }
             }
             80..=87 => self.heartbeat(agent).await,
-            88..=96 => {
+            88..=97 => {
                 let ms = self.rng.random_range(0..=(2 * LEASE as i64));
                 self.advance_and_reap(ms).await;
             }
-            97..=98 => self.cancel().await,
+            98 => self.cancel().await,
             _ => {}
         }
     }
