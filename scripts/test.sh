@@ -13,16 +13,21 @@ step "clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
+  cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee "$log"
   # nextest does not run doctests.
   cargo test --workspace --locked --doc
+  passed=$(sed -n 's/.*tests run: \([0-9]*\) passed.*/\1/p' "$log" | tail -n 1)
 else
   echo "cargo-nextest not found; using cargo test"
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
+  passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 fi
 
 step "docs (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
-printf '\nall checks passed\n'
+# A failing test stops the script above (pipefail), so reaching here means none failed.
+printf '\nall checks passed\ntests: %s passed, 0 failed\n' "${passed:-0}"
