@@ -6,6 +6,16 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "test tools"
+# The clock-skew test runs an agent under libfaketime; it fails, naming this command, without it.
+if ! command -v faketime >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime
+  else
+    echo "faketime is missing and this is not root: run 'apt-get install -y faketime' first" >&2
+  fi
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 

@@ -5,8 +5,10 @@
 //! SIGKILL after [`KILL_GRACE`]. Whatever way the leader ends, the group is SIGKILLed once it
 //! is reaped, so no leftover of the step outlives it.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use baton_api::Stream;
@@ -38,6 +40,26 @@ pub(crate) enum ProcessEnd {
     Stopped(StopReason),
 }
 
+/// Process groups of the steps running in this process: an exit that skips every destructor
+/// (a second SIGTERM) must still leave none of them behind.
+static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn live_groups() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    // Nothing panics while holding the lock; should it, the set is still consistent.
+    LIVE_GROUPS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Kills (SIGKILL) the process group of every step still running in this process.
+///
+/// For a process about to exit at once, without the drain that would end them one by one;
+/// their attempts go unreported and are retried when their leases run out.
+pub fn kill_running_steps() {
+    for &pgid in live_groups().iter() {
+        // ESRCH (the group just ended) is fine.
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+    }
+}
+
 /// A process group, killed on drop unless it was already cleaned up.
 struct Group {
     pgid: Pid,
@@ -45,6 +67,14 @@ struct Group {
 }
 
 impl Group {
+    fn new(pgid: i32) -> Group {
+        live_groups().insert(pgid);
+        Group {
+            pgid: Pid::from_raw(pgid),
+            armed: true,
+        }
+    }
+
     fn signal(&self, signal: Signal) {
         // ESRCH (nobody left in the group) is the expected end state.
         let _ = killpg(self.pgid, signal);
@@ -63,6 +93,7 @@ impl Drop for Group {
         if self.armed {
             self.signal(Signal::SIGKILL);
         }
+        live_groups().remove(&self.pgid.as_raw());
     }
 }
 
@@ -83,10 +114,7 @@ pub(crate) async fn run(
     let group = child
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
-        .map(|pid| Group {
-            pgid: Pid::from_raw(pid),
-            armed: true,
-        });
+        .map(Group::new);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let ended = CancellationToken::new();

@@ -36,4 +36,5 @@ mod workdir;
 pub use agent::run;
 pub use config::AgentConfig;
 pub use error::{AgentError, RequestError};
+pub use exec::kill_running_steps;
 pub use functions::BUILTIN_FUNCTIONS;

@@ -15,6 +15,16 @@ pub struct CreateRun {
     pub version: Option<i64>,
 }
 
+/// `POST /api/v1/runs/{id}/retry`: a new run of the same version that keeps the old run's
+/// successful nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetryRun {
+    /// Run this node and everything downstream of it again, even if they succeeded; without
+    /// it, the nodes that did not succeed (and so everything downstream of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
 /// The run document: `GET /api/v1/runs/{id}` and `baton run --json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunDoc {
@@ -37,6 +47,16 @@ pub struct RunDoc {
     /// True once a cancel was asked for.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
+    /// Why the run was stopped, when it was not by a user: `timeout` once its time limit
+    /// passed (it then ends `error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The run this one re-runs (`baton runs retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+    /// Runs that re-run this one, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried_by: Vec<String>,
     /// Bumped on every change of the run or its nodes; `GET …?wait_after=REV` waits for a
     /// higher one.
     pub rev: i64,
@@ -55,6 +75,17 @@ pub struct NodeDoc {
     /// Why a node is waiting in `ready` (no agent offers what it needs), when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Why the node ended without an attempt saying so: `no_agent` when nobody claimed it
+    /// within its queue timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// A short explanation of `reason` (what no agent offers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The earlier run whose success this node keeps: it was not run again, and its
+    /// attempts, logs and artifacts are that run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
     /// Every attempt, oldest first.
     pub attempts: Vec<AttemptDoc>,
 }

@@ -36,6 +36,8 @@ pub(crate) fn listen(tracker: &TaskTracker, first: CancellationToken, done: Canc
             () = done.cancelled() => return,
         }
         eprintln!("second signal: exiting at once");
+        // `exit` runs no destructor: end the steps of any agent in this process first.
+        baton_agent::kill_running_steps();
         std::process::exit(EXIT_AT_ONCE);
     });
 }

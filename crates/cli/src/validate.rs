@@ -132,6 +132,7 @@ mod tests {
             workflow: Workflow {
                 name: "x".into(),
                 description: None,
+                timeout_ms: None,
                 nodes: Vec::new(),
             },
         };

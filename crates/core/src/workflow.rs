@@ -16,6 +16,10 @@ pub struct Workflow {
     /// Free text for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The run's time limit in milliseconds (the file's top-level `timeout`), counted from
+    /// the run's creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
     /// Nodes in file order. Ids are unique; `needs` name existing nodes; the graph is acyclic.
     pub nodes: Vec<NodeSpec>,
 }
@@ -39,6 +43,10 @@ pub struct NodeSpec {
     /// Per-attempt time limit in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// How long the node may wait in `ready` for an agent, in milliseconds (node value, else
+    /// the workflow's); the server's default applies when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_ms: Option<u64>,
     /// When and how often the node is tried again.
     #[serde(default)]
     pub retry: RetryPolicy,

@@ -76,6 +76,7 @@ bad_files! {
     wrong_types_are_named => "wrong_types.yaml",
     missing_name_and_nodes_are_reported => "missing_name_and_nodes.yaml",
     bad_retry_policies_are_refused => "retry.yaml",
+    bad_workflow_defaults_and_queue_timeouts_are_refused => "workflow_defaults.yaml",
     artifacts_outside_the_work_dir_are_refused => "artifacts.yaml",
     several_documents_are_refused => "several_documents.yaml",
     empty_file_is_refused => "empty.yaml",

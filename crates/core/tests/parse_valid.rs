@@ -213,6 +213,71 @@ fn retry_given_takes_documented_defaults() {
 }
 
 #[test]
+fn workflow_retry_is_every_nodes_default_and_a_node_retry_replaces_it() {
+    let wf = parse(
+        "name: r\n\
+         retry: {attempts: 3, on: [failure], backoff: 5s}\n\
+         nodes:\n  \
+           a: {run: x}\n  \
+           b: {run: x, retry: {attempts: 2, on: [lost]}}\n  \
+           c: {run: x, retry: ~}\n",
+    );
+    let workflow_policy = RetryPolicy {
+        attempts: 3,
+        on: vec![RetryOn::Failure],
+        backoff_ms: 5_000,
+        max_backoff_ms: 60_000,
+        lost_attempts: 2,
+    };
+    assert_eq!(node(&wf, "a").retry, workflow_policy);
+    // Replaced whole, not merged key by key: b's backoff is the default, not 5s.
+    assert_eq!(
+        node(&wf, "b").retry,
+        RetryPolicy {
+            attempts: 2,
+            on: vec![RetryOn::Lost],
+            backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+            lost_attempts: 2,
+        }
+    );
+    assert_eq!(node(&wf, "c").retry, workflow_policy, "null keeps the default");
+}
+
+#[test]
+fn workflow_timeout_is_the_run_timeout_and_node_timeout_stays_per_attempt() {
+    let wf = parse(
+        "name: r\ntimeout: 1h\nnodes:\n  a: {run: x, timeout: 10m}\n  b: {run: x}\n",
+    );
+    assert_eq!(wf.timeout_ms, Some(3_600_000));
+    assert_eq!(node(&wf, "a").timeout_ms, Some(600_000));
+    assert_eq!(node(&wf, "b").timeout_ms, None, "the run timeout is not a node default");
+    assert_eq!(parse("name: r\nnodes:\n  a: {run: x}\n").timeout_ms, None);
+}
+
+#[test]
+fn queue_timeout_defaults_from_the_workflow_and_a_node_overrides_it() {
+    let wf = parse(
+        "name: r\nqueue_timeout: 10m\nnodes:\n  \
+         a: {run: x}\n  b: {run: x, queue_timeout: 30s}\n  c: {run: x, queue_timeout: ~}\n",
+    );
+    assert_eq!(node(&wf, "a").queue_timeout_ms, Some(600_000));
+    assert_eq!(node(&wf, "b").queue_timeout_ms, Some(30_000));
+    assert_eq!(node(&wf, "c").queue_timeout_ms, Some(600_000));
+    let plain = parse("name: r\nnodes:\n  a: {run: x}\n");
+    assert_eq!(node(&plain, "a").queue_timeout_ms, None);
+}
+
+#[test]
+fn workflows_without_the_new_keys_serialize_as_before() {
+    // Stored definitions are hashed to find identical versions: keys left out must not
+    // show up as nulls, or every old workflow would look changed.
+    let wf = parse("name: r\nnodes:\n  a: {run: x}\n");
+    let text = serde_json::to_string(&wf).expect("serialize");
+    assert!(!text.contains("timeout"), "{text}");
+}
+
+#[test]
 fn needs_may_be_a_single_string_and_repeats_count_once() {
     let wf = parse(
         "name: r\nnodes:\n  a: {run: x}\n  b: {run: x, needs: a}\n  c: {run: x, needs: [a, b, a]}\n",

@@ -14,6 +14,9 @@ pub const DEFAULT_LISTEN: SocketAddr =
 pub const DEFAULT_PORT: u16 = 7070;
 /// Lease of a claimed attempt unless told otherwise, in milliseconds.
 pub const DEFAULT_LEASE_MS: u64 = 15_000;
+/// How long a node may wait in `ready` for an agent unless its workflow says otherwise, in
+/// milliseconds (one hour).
+pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 3_600_000;
 /// Largest artifact file accepted unless told otherwise, in bytes (100 MiB).
 pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 100 * 1024 * 1024;
 
@@ -35,11 +38,14 @@ pub struct ServerConfig {
     pub synchronous: Synchronous,
     /// Largest artifact file accepted, in bytes.
     pub max_artifact_bytes: u64,
+    /// How long a node whose workflow sets no `queue_timeout` may wait in `ready` before it
+    /// ends `error` (`no_agent`), in milliseconds; 0 for no limit.
+    pub queue_timeout_ms: u64,
 }
 
 impl ServerConfig {
     /// Defaults: listen on 127.0.0.1:7070, SQLite in `data_dir`, 15 s leases, 100 MiB
-    /// artifacts.
+    /// artifacts, a one-hour queue timeout.
     pub fn new(data_dir: PathBuf) -> Self {
         ServerConfig {
             listen: DEFAULT_LISTEN,
@@ -48,6 +54,7 @@ impl ServerConfig {
             lease_ms: DEFAULT_LEASE_MS,
             synchronous: Synchronous::Normal,
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
+            queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
         }
     }
 

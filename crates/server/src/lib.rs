@@ -22,7 +22,8 @@ mod tokens;
 mod wake;
 
 pub use config::{
-    DEFAULT_LEASE_MS, DEFAULT_LISTEN, DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_PORT, ServerConfig,
+    DEFAULT_LEASE_MS, DEFAULT_LISTEN, DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_PORT,
+    DEFAULT_QUEUE_TIMEOUT_MS, ServerConfig,
 };
 pub use error::ServerError;
 pub use routes::router;

@@ -44,12 +44,14 @@ impl AppState {
         };
         // Opening runs migrations on a blocking connection: keep it off the runtime threads.
         let lease_ms = config.lease_ms;
+        let queue_timeout_ms = (config.queue_timeout_ms > 0).then_some(config.queue_timeout_ms);
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
             .await
             .map_err(|_| ServerError::Config("the database open task panicked".to_owned()))?
             .map_err(ServerError::Store)?
             // The store judges which agents are online (for `waiting_for`) by the same lease.
-            .with_lease_ms(lease_ms);
+            .with_lease_ms(lease_ms)
+            .with_queue_timeout_ms(queue_timeout_ms);
         let state = AppState::new(Arc::new(store), config, &tokens, shutdown).await?;
         Ok((state, tokens))
     }

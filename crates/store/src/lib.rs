@@ -78,6 +78,18 @@ pub trait Store: Send + Sync + 'static {
     /// running attempts. `Conflict` when the run is already finished.
     async fn cancel_run(&self, id: &str) -> Result<RunDoc>;
 
+    /// Re-runs a finished run: a new run of the same version, linked to it (`retry_of`),
+    /// whose kept nodes start as `success` without running. Kept are the old run's
+    /// successful nodes, except, with `from`, that node and everything downstream of it.
+    /// `NotFound` for an unknown run or node; `Conflict` while the run is not finished or
+    /// when nothing would run again.
+    async fn retry_run(&self, id: &str, from: Option<&str>) -> Result<RunCreated>;
+
+    /// Enforces deadlines on the store's clock: stops runs whose `timeout` passed (as a
+    /// cancel does, but they end `error` with reason `timeout`), and ends `error`
+    /// (`no_agent`) ready nodes nobody claimed within their queue timeout.
+    async fn expire_deadlines(&self) -> Result<Expired>;
+
     /// A page of a run's logs; `NotFound` if the run is absent.
     async fn logs(&self, run_id: &str, query: &LogQuery) -> Result<LogPage>;
 

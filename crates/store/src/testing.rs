@@ -22,14 +22,18 @@
 //! freely.
 
 mod attempts;
+mod deadlines;
 mod race;
 mod replay;
+mod rerun;
 mod scheduling;
 mod service;
 
 pub use attempts::*;
+pub use deadlines::*;
 pub use race::*;
 pub use replay::*;
+pub use rerun::*;
 pub use scheduling::*;
 pub use service::*;
 
@@ -128,6 +132,15 @@ macro_rules! conformance_tests {
             artifacts_are_recorded,
             concurrent_claims_take_each_node_once,
             random_histories_match_the_machine,
+            run_timeout_stops_the_run_as_an_error,
+            run_timeout_ends_idle_runs_at_once_and_forbids_retries,
+            run_timeout_leaves_finished_and_canceled_runs_alone,
+            queue_timeout_names_what_nobody_offers,
+            queue_timeout_default_applies_only_while_ready,
+            retry_keeps_successes_and_runs_the_rest,
+            retry_from_reruns_the_node_and_below,
+            retry_refuses_live_runs_and_unknown_names,
+            late_output_is_refused_once_the_attempt_is_not_current,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {
@@ -156,6 +169,7 @@ pub fn node(id: &str, needs: &[&str]) -> NodeSpec {
         env: BTreeMap::new(),
         selector: BTreeMap::new(),
         timeout_ms: None,
+        queue_timeout_ms: None,
         retry: RetryPolicy::default(),
         resources: Vec::new(),
         artifacts: Vec::new(),
@@ -167,6 +181,7 @@ pub fn workflow(name: &str, nodes: Vec<NodeSpec>) -> Workflow {
     Workflow {
         name: name.to_owned(),
         description: None,
+        timeout_ms: None,
         nodes,
     }
 }

@@ -99,3 +99,18 @@ pub struct ArtifactTarget {
     /// Attempt number.
     pub attempt: u32,
 }
+
+/// What a deadline pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expired {
+    /// Runs stopped because their `timeout` passed.
+    pub runs: Vec<String>,
+    /// Nodes ended `error` (`no_agent`) because nobody claimed them within their queue
+    /// timeout, as (run id, node id).
+    pub nodes: Vec<(String, String)>,
+    /// True when agents hold attempts of a stopped run: held claims must look again to
+    /// learn of it.
+    pub canceling: bool,
+    /// When the next deadline falls due (epoch ms), if any.
+    pub next_due: Option<i64>,
+}

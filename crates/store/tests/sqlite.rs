@@ -67,12 +67,91 @@ async fn refuses_a_schema_newer_than_it_knows() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     conn.pragma_update(None, "user_version", 99).expect("bump");
     drop(conn);
     match SqliteStore::open(&SqliteOptions::new(&path)) {
         Err(StoreError::Invalid(msg)) => assert!(msg.contains("newer"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_version_1_database_upgrades_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("baton.db");
+    {
+        // A database as the first release left it: schema 1 with a workflow and a run.
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .expect("schema 1");
+        conn.pragma_update(None, "user_version", 1).expect("version");
+    }
+    let clock = TestClock::new();
+    let run = {
+        let s = SqliteStore::open(&SqliteOptions::new(&path))
+            .expect("open")
+            .with_clock(clock.as_fn());
+        start_run(&s, &workflow("w", vec![node("a", &[])])).await
+    };
+    let s = open(&path, &clock);
+    let doc = s.run(&run).await.expect("the run is still there");
+    assert_eq!(doc.nodes["a"].status, NodeState::Ready);
+    assert_eq!(doc.reason, None);
+    assert_eq!(doc.retry_of, None);
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("user_version");
+    assert_eq!(version, 2);
+}
+
+#[tokio::test]
+async fn deadline_queries_use_their_indexes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("baton.db");
+    drop(SqliteStore::open(&SqliteOptions::new(&path)).expect("open"));
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("plan rows");
+        rows.map(|r| r.expect("plan row")).collect::<Vec<_>>().join("; ")
+    };
+    // The deadline pass runs about once a second on a busy server: none of its queries may
+    // scan a table.
+    for (sql, index) in [
+        (
+            "SELECT MIN(deadline) FROM runs WHERE deadline IS NOT NULL",
+            "runs_by_deadline",
+        ),
+        (
+            "SELECT id FROM runs WHERE deadline IS NOT NULL AND deadline <= 5 \
+             ORDER BY deadline LIMIT 10",
+            "runs_by_deadline",
+        ),
+        (
+            "SELECT MIN(ready_at + queue_timeout_ms) FROM nodes \
+             WHERE status = 'ready' AND queue_timeout_ms IS NOT NULL",
+            "nodes_queue_deadline",
+        ),
+        (
+            "SELECT id, run_id, idx, queue_timeout_ms FROM nodes \
+             WHERE status = 'ready' AND queue_timeout_ms IS NOT NULL \
+               AND ready_at + queue_timeout_ms <= 5 \
+             ORDER BY ready_at + queue_timeout_ms LIMIT 10",
+            "nodes_queue_deadline",
+        ),
+        (
+            "SELECT id FROM runs WHERE retry_of = 'x' ORDER BY id",
+            "runs_by_retry_of",
+        ),
+    ] {
+        let got = plan(sql);
+        assert!(got.contains(index), "{sql}\n  plan: {got}");
     }
 }
 

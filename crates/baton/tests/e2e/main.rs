@@ -4,4 +4,7 @@ mod auth;
 mod dag;
 mod embedded;
 mod faults;
+mod faults_agent;
+mod faults_server;
+mod faults_shutdown;
 mod util;

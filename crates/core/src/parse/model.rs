@@ -3,18 +3,27 @@
 
 use std::collections::BTreeMap;
 
-use crate::workflow::Workflow;
+use crate::workflow::{RetryPolicy, Workflow};
 
 use super::MAX_NODES;
 use super::fields::At;
 use super::graph;
 use super::names::{ENV_NAME, LABEL_KEY, NODE_ID, WORKFLOW_NAME};
-use super::node::{Defaults, ReadNode, read_node};
+use super::node::{Defaults, ReadNode, positive_duration, read_node, retry};
 use super::report::Report;
 use super::tree::{Entry, Node, Value};
 
 /// Keys a workflow file may have at the top level.
-pub(crate) const WORKFLOW_KEYS: &[&str] = &["name", "description", "selector", "env", "nodes"];
+pub(crate) const WORKFLOW_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "selector",
+    "env",
+    "timeout",
+    "queue_timeout",
+    "retry",
+    "nodes",
+];
 
 /// Reads the workflow in `root`. The result is meaningful only when nothing was reported.
 pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow> {
@@ -37,6 +46,9 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
     let mut description = None;
     let mut selector = BTreeMap::new();
     let mut env = BTreeMap::new();
+    let mut timeout_ms = None;
+    let mut queue_timeout_ms = None;
+    let mut retry_policy = RetryPolicy::default();
     let mut nodes: Option<&Node<'_>> = None;
     for e in at.unique(entries, "key") {
         let v = &*e.value;
@@ -57,6 +69,9 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
             },
             "selector" => selector = at.string_map("selector", v, &LABEL_KEY),
             "env" => env = at.string_map("env", v, &ENV_NAME),
+            "timeout" => timeout_ms = positive_duration(&mut at, "timeout", v),
+            "queue_timeout" => queue_timeout_ms = positive_duration(&mut at, "queue_timeout", v),
+            "retry" => retry_policy = retry(&mut at, v),
             "nodes" => nodes = Some(v),
             _ => at.unknown_key(e, WORKFLOW_KEYS, ""),
         }
@@ -69,6 +84,8 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
     let defaults = Defaults {
         env: &env,
         selector: &selector,
+        retry: &retry_policy,
+        queue_timeout_ms,
     };
     let read = match nodes {
         None => {
@@ -81,6 +98,7 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
     Some(Workflow {
         name: name.unwrap_or_default(),
         description,
+        timeout_ms,
         nodes: read.into_iter().map(|n| n.spec).collect(),
     })
 }

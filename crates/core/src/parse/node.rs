@@ -19,6 +19,7 @@ pub(crate) const NODE_KEYS: &[&str] = &[
     "selector",
     "env",
     "timeout",
+    "queue_timeout",
     "retry",
     "resources",
     "artifacts",
@@ -34,6 +35,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 100;
 pub(crate) struct Defaults<'w> {
     pub(crate) env: &'w BTreeMap<String, String>,
     pub(crate) selector: &'w BTreeMap<String, String>,
+    /// The workflow's `retry`: a node's own `retry` replaces it whole.
+    pub(crate) retry: &'w RetryPolicy,
+    /// The workflow's `queue_timeout`.
+    pub(crate) queue_timeout_ms: Option<u64>,
 }
 
 /// A node as read from the file, its `needs` not yet resolved.
@@ -61,7 +66,8 @@ pub(crate) fn read_node<'n>(
         env: defaults.env.clone(),
         selector: defaults.selector.clone(),
         timeout_ms: None,
-        retry: RetryPolicy::default(),
+        queue_timeout_ms: defaults.queue_timeout_ms,
+        retry: defaults.retry.clone(),
         resources: Vec::new(),
         artifacts: Vec::new(),
     };
@@ -101,13 +107,14 @@ pub(crate) fn read_node<'n>(
                 .selector
                 .extend(at.string_map("selector", v, &LABEL_KEY)),
             "env" => spec.env.extend(at.string_map("env", v, &ENV_NAME)),
-            "timeout" if v.is_null() => {}
-            "timeout" => match at.duration("timeout", v) {
-                Some(0) => at
-                    .report
-                    .at(v.pos, at.node, "\"timeout\" must be longer than zero"),
-                ms => spec.timeout_ms = ms,
-            },
+            "timeout" => spec.timeout_ms = positive_duration(at, "timeout", v),
+            "queue_timeout" => {
+                if let Some(ms) = positive_duration(at, "queue_timeout", v) {
+                    spec.queue_timeout_ms = Some(ms);
+                }
+            }
+            // Null is the key left out: the workflow's `retry` stays.
+            "retry" if v.is_null() => {}
             "retry" => spec.retry = retry(at, v),
             "resources" => {
                 for (name, n) in at.string_list("resources", v, "a list of resource names", false) {
@@ -242,8 +249,24 @@ fn script(at: &mut At<'_, '_, '_>, v: &Node<'_>) -> Option<Script> {
     }
 }
 
+/// A duration that must be longer than zero (`timeout`, `queue_timeout`); `None` when null
+/// or refused.
+pub(crate) fn positive_duration(at: &mut At<'_, '_, '_>, key: &str, v: &Node<'_>) -> Option<u64> {
+    if v.is_null() {
+        return None;
+    }
+    match at.duration(key, v) {
+        Some(0) => {
+            at.report
+                .at(v.pos, at.node, format!("{key:?} must be longer than zero"));
+            None
+        }
+        ms => ms,
+    }
+}
+
 /// `retry: {attempts, on, backoff, max_backoff}`; absent keys take the documented defaults.
-fn retry(at: &mut At<'_, '_, '_>, v: &Node<'_>) -> RetryPolicy {
+pub(crate) fn retry(at: &mut At<'_, '_, '_>, v: &Node<'_>) -> RetryPolicy {
     let mut policy = RetryPolicy::default();
     let entries = match &v.value {
         Value::Map(entries) => entries,

@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs", post(runs::create).get(runs::list))
         .route("/runs/{id}", get(runs::show))
         .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/retry", post(runs::retry))
         .route("/runs/{id}/logs", get(runs::logs))
         .route("/runs/{id}/artifacts", get(artifacts::list))
         .route(

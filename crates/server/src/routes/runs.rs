@@ -1,11 +1,13 @@
-//! Run routes: create, list, show (optionally held until the run changes), cancel, logs.
+//! Run routes: create, list, show (optionally held until the run changes), cancel, retry,
+//! logs.
 
 use std::pin::pin;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use baton_api::{CreateRun, LogPage, LogQuery, RunDoc, RunFilter, RunSummary};
+use baton_api::{CreateRun, LogPage, LogQuery, RetryRun, RunDoc, RunFilter, RunSummary};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -88,6 +90,28 @@ pub(crate) async fn cancel(
     state.wake().run_changed();
     tracing::info!(run = %run.id, "run cancel requested");
     Ok(Json(run))
+}
+
+/// `POST /runs/{id}/retry`: a new run of the same version that keeps the finished run's
+/// successes.
+pub(crate) async fn retry(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
+    // No body at all means `{}`: re-run what did not succeed.
+    let body: RetryRun = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryRun::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| ApiError::bad_request(format!("invalid json body: {err}")))?
+    };
+    let created = state.store().retry_run(&id, body.from.as_deref()).await?;
+    state.wake().work_changed();
+    state.wake().run_changed();
+    tracing::info!(run = %created.run.id, retry_of = %id, from = ?body.from, "run retried");
+    Ok((StatusCode::CREATED, Json(created.run)))
 }
 
 pub(crate) async fn logs(

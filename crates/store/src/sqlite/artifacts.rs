@@ -5,20 +5,29 @@ use rusqlite::params;
 
 use super::attempts::AttemptRow;
 use super::db::{Db, SqlResult};
+use super::late;
 use super::runs::RunRow;
 use crate::{ArtifactTarget, Result, StoreError};
 
-/// Checks that the agent owns the attempt (any state: files are collected after the work
-/// ends) and says where its files belong.
+/// Checks that the agent owns the attempt and may still send its files (files are
+/// collected after the work ends, but not from a reaped or superseded attempt: `late`),
+/// and says where they belong.
 pub(crate) fn target(db: &Db<'_>, agent_id: &str, at: AttemptRef) -> Result<ArtifactTarget> {
     let attempt = AttemptRow::owned(db, agent_id, at)?;
+    let (idx, current): (u32, bool) = db
+        .conn
+        .prepare_cached("SELECT idx, attempt_id IS ?2 FROM nodes WHERE id = ?1")
+        .and_then(|mut s| {
+            s.query_row(params![attempt.node_id, attempt.id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .ctx("finding an attempt's node")?;
+    if !late::takes_output(attempt.status, attempt.reason, current) {
+        return Err(StoreError::Stale(at.attempt_id));
+    }
     let run = RunRow::get(db, &attempt.run_id)?;
     let compiled = db.cache.version(db, &run.version_id)?;
-    let idx: u32 = db
-        .conn
-        .prepare_cached("SELECT idx FROM nodes WHERE id = ?1")
-        .and_then(|mut s| s.query_row([attempt.node_id], |r| r.get(0)))
-        .ctx("finding an attempt's node")?;
     Ok(ArtifactTarget {
         run_id: run.id,
         node: compiled.node(idx)?.id.clone(),

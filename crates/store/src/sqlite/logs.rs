@@ -1,9 +1,11 @@
 //! Attempt output: append chunks, read them back a page at a time.
 
 use baton_api::{AttemptRef, LogChunk, LogPage, LogQuery, Stream};
+use baton_core::{AttemptState, Reason};
 use rusqlite::{OptionalExtension, params};
 
-use super::db::{Db, SqlResult};
+use super::db::{Db, SqlResult, opt_state, state};
+use super::late;
 use super::runs::RunRow;
 use crate::{Result, StoreError};
 
@@ -27,9 +29,10 @@ fn stream_of(name: &str) -> Stream {
 
 /// Appends a chunk; a repeated `seq` is ignored.
 ///
-/// Chunks of the agent's own attempt are accepted even after it ended, so output
-/// flushed just after the report is not lost. Past the attempt's cap, the chunk is cut
-/// and one marker line says so; later chunks are dropped.
+/// Chunks of the agent's own attempt are accepted even after it ended by its report, so
+/// output flushed just after the report is not lost, but not once it was reaped or a newer
+/// attempt opened (`late`). Past the attempt's cap, the chunk is cut and one marker line
+/// says so; later chunks are dropped.
 pub(crate) fn append(
     db: &Db<'_>,
     agent_id: &str,
@@ -38,30 +41,34 @@ pub(crate) fn append(
     stream: Stream,
     data: &str,
 ) -> Result<()> {
-    let row: Option<(String, i64, String, u32, i64, u32)> = db
-        .conn
-        .prepare_cached(
-            "SELECT a.agent_id, a.fence, a.run_id, a.number, a.log_bytes, n.idx \
-             FROM attempts a JOIN nodes n ON n.id = a.node_id WHERE a.id = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([at.attempt_id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
+    let row: Option<(String, i64, String, u32, i64, u32, AttemptState, Option<Reason>, bool)> =
+        db.conn
+            .prepare_cached(
+                "SELECT a.agent_id, a.fence, a.run_id, a.number, a.log_bytes, n.idx, \
+                 a.status, a.reason, n.attempt_id IS a.id \
+                 FROM attempts a JOIN nodes n ON n.id = a.node_id WHERE a.id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([at.attempt_id], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        state(r, 6)?,
+                        opt_state(r, 7)?,
+                        r.get(8)?,
+                    ))
+                })
+                .optional()
             })
-            .optional()
-        })
-        .ctx("appending logs")?;
-    let Some((owner, fence, run_id, number, used, idx)) = row else {
+            .ctx("appending logs")?;
+    let Some((owner, fence, run_id, number, used, idx, status, reason, current)) = row else {
         return Err(StoreError::Stale(at.attempt_id));
     };
-    if owner != agent_id || fence != at.fence {
+    if owner != agent_id || fence != at.fence || !late::takes_output(status, reason, current) {
         return Err(StoreError::Stale(at.attempt_id));
     }
     let cap = i64::try_from(db.cfg.log_cap).unwrap_or(i64::MAX);

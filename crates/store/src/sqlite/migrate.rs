@@ -6,7 +6,10 @@ use super::db::SqlResult;
 use crate::{Result, StoreError};
 
 /// Every migration in order; the database's `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_deadlines_rerun.sql"),
+];
 
 /// Applies the migrations the database has not seen, each in its own transaction.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {

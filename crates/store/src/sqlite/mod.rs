@@ -15,9 +15,12 @@ mod attempts;
 mod cache;
 mod claim;
 mod db;
+mod deadlines;
+mod late;
 mod logs;
 mod migrate;
 mod report;
+mod rerun;
 mod run_doc;
 mod runs;
 mod tokens;
@@ -37,7 +40,7 @@ use baton_core::{Outcome, Workflow};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{
-    ArtifactTarget, Claimed, HeartbeatResult, Principal, Reaped, Reported, Result, RunCreated,
+    ArtifactTarget, Claimed, Expired, HeartbeatResult, Principal, Reaped, Reported, Result, RunCreated,
     Store, StoreError, TokenKind,
 };
 use cache::Cache;
@@ -86,6 +89,8 @@ const STATEMENT_CACHE: usize = 128;
 const DEFAULT_LOG_CAP: u64 = 64 * 1024 * 1024;
 /// Default lease used to tell online agents in run documents.
 const DEFAULT_LEASE_MS: u64 = 15_000;
+/// Default time a node may stay ready before it ends `error` (`no_agent`): one hour.
+const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 3_600_000;
 
 /// Settings a store is built with; copied into every call.
 #[derive(Clone)]
@@ -95,6 +100,8 @@ pub(crate) struct Config {
     pub(crate) log_cap: u64,
     /// Agents seen within twice this count as online when explaining a ready node's wait.
     pub(crate) lease_ms: u64,
+    /// Queue timeout of nodes whose workflow names none; `None` for no limit.
+    pub(crate) queue_timeout_ms: Option<u64>,
 }
 
 /// Connections and caches shared by every call.
@@ -151,6 +158,7 @@ impl SqliteStore {
                 clock: Arc::new(system_clock),
                 log_cap: DEFAULT_LOG_CAP,
                 lease_ms: DEFAULT_LEASE_MS,
+                queue_timeout_ms: Some(DEFAULT_QUEUE_TIMEOUT_MS),
             }),
         })
     }
@@ -171,6 +179,13 @@ impl SqliteStore {
     /// online when a run document explains why a ready node waits.
     pub fn with_lease_ms(self, lease_ms: u64) -> SqliteStore {
         self.with_config(|c| c.lease_ms = lease_ms)
+    }
+
+    /// Sets how long a node whose workflow names no `queue_timeout` may stay ready before
+    /// it ends `error` (`no_agent`); `None` for no limit. Default one hour. It applies to
+    /// runs created from then on.
+    pub fn with_queue_timeout_ms(self, queue_timeout_ms: Option<u64>) -> SqliteStore {
+        self.with_config(|c| c.queue_timeout_ms = queue_timeout_ms)
     }
 
     fn with_config(mut self, change: impl FnOnce(&mut Config)) -> SqliteStore {
@@ -366,6 +381,31 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.write("canceling a run", move |db| runs::cancel(db, &id))
             .await
+    }
+
+    async fn retry_run(&self, id: &str, from: Option<&str>) -> Result<RunCreated> {
+        let id = id.to_owned();
+        let from = from.map(str::to_owned);
+        self.write("retrying a run", move |db| {
+            rerun::retry(db, &id, from.as_deref())
+        })
+        .await
+    }
+
+    async fn expire_deadlines(&self) -> Result<Expired> {
+        // Most passes find nothing due: a read answers them without taking the writer.
+        let next_due = self
+            .read("finding the next deadline", deadlines::next_due)
+            .await?;
+        match next_due {
+            Some(at) if at <= self.now_ms() => {
+                self.write("enforcing deadlines", deadlines::expire).await
+            }
+            _ => Ok(Expired {
+                next_due,
+                ..Expired::default()
+            }),
+        }
     }
 
     async fn logs(&self, run_id: &str, query: &LogQuery) -> Result<LogPage> {

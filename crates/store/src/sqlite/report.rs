@@ -9,6 +9,7 @@ use baton_core::{AttemptDecision, NodeState, Outcome, Reason, RetryOn, decide_at
 use rusqlite::{OptionalExtension, params};
 
 use super::attempts::AttemptRow;
+use super::deadlines;
 use super::db::{Db, SqlResult, corrupt, state};
 use super::runs::RunRow;
 use crate::{Reaped, Reported, Result, StoreError};
@@ -32,6 +33,11 @@ pub(crate) fn report(
         )));
     }
     let attempt = AttemptRow::owned(db, agent_id, at)?;
+    // Checked before the repeat test, so the same report sent again compares equal.
+    let (outcome, message) = match deadlines::timed_out(db, &attempt, outcome)? {
+        Some(timed_out) => (timed_out, Some(deadlines::RUN_TIMEOUT_MESSAGE)),
+        None => (outcome, message),
+    };
     if let Some(stored) = attempt.outcome() {
         if stored == outcome {
             return Ok(Reported {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use baton_api::{AttemptDoc, NodeDoc, RunDoc, format_time};
-use baton_core::{NodeState, Requirement, missing_requirements};
+use baton_core::{NodeState, Reason, Requirement, missing_requirements};
 
 use super::cache::{Compiled, requirement_of};
 use super::db::{Db, SqlResult, from_json, opt_state, state};
@@ -15,23 +15,48 @@ pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
     let run = RunRow::get(db, id)?;
     let compiled = db.cache.version(db, &run.version_id)?;
     let mut states = vec![NodeState::Waiting; compiled.dag.len()];
+    let mut notes = vec![NodeNote::default(); compiled.dag.len()];
     {
         let mut stmt = db
             .conn
-            .prepare_cached("SELECT idx, status FROM nodes WHERE run_id = ?1")
+            .prepare_cached(
+                "SELECT idx, status, reason, message, reused_from FROM nodes WHERE run_id = ?1",
+            )
             .ctx("reading a run")?;
         let rows = stmt
             .query_map([id], |r| {
-                Ok((r.get::<_, u32>(0)?, state::<NodeState>(r, 1)?))
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    state::<NodeState>(r, 1)?,
+                    NodeNote {
+                        reason: opt_state(r, 2)?,
+                        message: r.get(3)?,
+                        reused_from: r.get(4)?,
+                    },
+                ))
             })
             .ctx("reading a run")?;
         for row in rows {
-            let (idx, s) = row.ctx("reading a run")?;
+            let (idx, s, note) = row.ctx("reading a run")?;
             if let Some(slot) = states.get_mut(idx as usize) {
                 *slot = s;
             }
+            if let Some(slot) = notes.get_mut(idx as usize) {
+                *slot = note;
+            }
         }
     }
+    let retried_by: Vec<String> = {
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT id FROM runs WHERE retry_of = ?1 ORDER BY id")
+            .ctx("reading a run")?;
+        let rows = stmt
+            .query_map([id], |r| r.get(0))
+            .ctx("reading a run")?;
+        rows.collect::<rusqlite::Result<_>>()
+            .ctx("reading a run")?
+    };
     let mut attempts: Vec<Vec<AttemptDoc>> = vec![Vec::new(); states.len()];
     {
         let mut stmt = db
@@ -69,7 +94,17 @@ pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
             }
         }
     }
-    build(db, &run, &compiled, &states, attempts)
+    let mut doc = build(db, &run, &compiled, &states, attempts, notes)?;
+    doc.retried_by = retried_by;
+    Ok(doc)
+}
+
+/// What a node row says beyond its state.
+#[derive(Debug, Clone, Default)]
+struct NodeNote {
+    reason: Option<Reason>,
+    message: Option<String>,
+    reused_from: Option<String>,
 }
 
 /// The document of a run just created: no attempts yet.
@@ -79,11 +114,19 @@ pub(crate) fn fresh(
     compiled: &Compiled,
     states: &[NodeState],
 ) -> Result<RunDoc> {
-    build(db, run, compiled, states, vec![Vec::new(); states.len()])
+    let notes = vec![NodeNote::default(); states.len()];
+    build(
+        db,
+        run,
+        compiled,
+        states,
+        vec![Vec::new(); states.len()],
+        notes,
+    )
 }
 
 /// An online agent's labels and functions.
-type Offer = (BTreeMap<String, String>, Vec<String>);
+pub(crate) type Offer = (BTreeMap<String, String>, Vec<String>);
 
 fn build(
     db: &Db<'_>,
@@ -91,11 +134,13 @@ fn build(
     compiled: &Compiled,
     states: &[NodeState],
     attempts: Vec<Vec<AttemptDoc>>,
+    notes: Vec<NodeNote>,
 ) -> Result<RunDoc> {
     let mut online: Option<Vec<Offer>> = None;
     let mut explained: HashMap<i64, Option<String>> = HashMap::new();
     let mut nodes = BTreeMap::new();
-    for ((idx, spec), node_attempts) in compiled.workflow.nodes.iter().enumerate().zip(attempts) {
+    let rows = compiled.workflow.nodes.iter().enumerate().zip(attempts);
+    for (((idx, spec), node_attempts), note) in rows.zip(notes) {
         let status = states.get(idx).copied().unwrap_or(NodeState::Waiting);
         let waiting_for = if status == NodeState::Ready {
             let req_id = compiled.reqs.get(idx).copied().unwrap_or_default();
@@ -120,6 +165,9 @@ fn build(
                 status,
                 needs: spec.needs.clone(),
                 waiting_for,
+                reason: note.reason,
+                message: note.message,
+                reused_from: note.reused_from,
                 attempts: node_attempts,
             },
         );
@@ -133,17 +181,20 @@ fn build(
         started_at: run.started_at.map(format_time),
         finished_at: run.finished_at.map(format_time),
         cancel_requested: run.cancel_requested,
+        reason: run.reason,
+        retry_of: run.retry_of.clone(),
+        retried_by: Vec::new(),
         rev: run.rev,
         nodes,
     })
 }
 
-fn explain(req: &Requirement, agents: &[Offer]) -> Option<String> {
+pub(crate) fn explain(req: &Requirement, agents: &[Offer]) -> Option<String> {
     missing_requirements(req, agents.iter().map(|(l, f)| (l, f.as_slice())))
 }
 
 /// Labels and functions of agents seen within twice the lease.
-fn online_agents(db: &Db<'_>) -> Result<Vec<Offer>> {
+pub(crate) fn online_agents(db: &Db<'_>) -> Result<Vec<Offer>> {
     let since = db
         .now
         .saturating_sub(i64::try_from(db.cfg.lease_ms.saturating_mul(2)).unwrap_or(i64::MAX));

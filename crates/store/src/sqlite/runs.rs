@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use baton_api::{RunFilter, RunSummary, format_time};
-use baton_core::{NodeState, RunState, run_result};
+use baton_core::{NodeState, Reason, RunState, run_result};
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::db::{Db, SqlResult, state};
+use super::cache::Compiled;
+use super::db::{Db, SqlResult, opt_state, state};
 use super::run_doc;
 use crate::{Result, RunCreated, StoreError};
 
@@ -64,6 +65,10 @@ pub(crate) struct RunRow {
     pub(crate) rev: i64,
     pub(crate) total: i64,
     pub(crate) counts: Counts,
+    /// Why the run was stopped when not by a user (`timeout`).
+    pub(crate) reason: Option<Reason>,
+    /// The run this one re-runs.
+    pub(crate) retry_of: Option<String>,
 }
 
 /// `SELECT <run columns> FROM runs <rest>` as one static string, so the hot path builds
@@ -73,7 +78,7 @@ macro_rules! select_runs {
         concat!(
             "SELECT id, workflow, version, version_id, status, cancel_requested, created_at, \
              started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, n_running, \
-             n_success, n_failure, n_error, n_canceled, n_skipped FROM runs ",
+             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of FROM runs ",
             $rest
         )
     };
@@ -97,6 +102,8 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         rev: r.get(9)?,
         total: r.get(10)?,
         counts: Counts(counts),
+        reason: opt_state(r, 20)?,
+        retry_of: r.get(21)?,
     })
 }
 
@@ -124,7 +131,12 @@ impl RunRow {
         let total = usize::try_from(self.total).unwrap_or(0);
         let count = |s: NodeState| usize::try_from(counts.get(s)).unwrap_or(0);
         if let Some(result) = run_result(total, count, self.cancel_requested) {
-            self.status = result;
+            // A run stopped by its time limit could not finish: that is an error, not a
+            // user's cancel.
+            self.status = match (result, self.reason) {
+                (RunState::Canceled, Some(Reason::Timeout)) => RunState::Error,
+                _ => result,
+            };
             self.finished_at = Some(now);
         }
     }
@@ -137,7 +149,7 @@ impl RunRow {
                 "UPDATE runs SET status = ?2, cancel_requested = ?3, started_at = ?4, \
                  finished_at = ?5, rev = ?6, n_waiting = ?7, n_ready = ?8, n_pending = ?9, \
                  n_running = ?10, n_success = ?11, n_failure = ?12, n_error = ?13, \
-                 n_canceled = ?14, n_skipped = ?15 WHERE id = ?1",
+                 n_canceled = ?14, n_skipped = ?15, reason = ?16 WHERE id = ?1",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -156,6 +168,7 @@ impl RunRow {
                     c[6],
                     c[7],
                     c[8],
+                    self.reason.map(Reason::as_str),
                 ])
             })
             .ctx("saving a run")?;
@@ -207,7 +220,51 @@ pub(crate) fn create(db: &Db<'_>, workflow: &str, version: Option<i64>) -> Resul
     };
     let compiled = db.cache.version(db, &version_id)?;
     let dag = &compiled.dag;
+    let plan: Vec<NodeStart> = (0..dag.len() as u32)
+        .map(|idx| {
+            let remaining = dag.needs(idx).len() as i64;
+            NodeStart {
+                status: if remaining == 0 {
+                    NodeState::Ready
+                } else {
+                    NodeState::Waiting
+                },
+                remaining,
+                reused_from: None,
+            }
+        })
+        .collect();
+    let (run, states) = insert(db, &compiled, version_id, version, None, &plan)?;
+    let doc = run_doc::fresh(db, &run, &compiled, &states)?;
+    Ok(RunCreated { run: doc })
+}
+
+/// How one node of a new run starts.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeStart {
+    /// `ready`, `waiting`, or `success` for a node a re-run keeps.
+    pub(crate) status: NodeState,
+    /// Needs not yet met.
+    pub(crate) remaining: i64,
+    /// For a kept node, the run whose attempt succeeded.
+    pub(crate) reused_from: Option<String>,
+}
+
+/// Writes a new run of a compiled version with its nodes started as `plan` says (one entry
+/// per node, by index); returns the run row, saved, and each node's state.
+pub(crate) fn insert(
+    db: &Db<'_>,
+    compiled: &Compiled,
+    version_id: String,
+    version: i64,
+    retry_of: Option<String>,
+    plan: &[NodeStart],
+) -> Result<(RunRow, Vec<NodeState>)> {
     let now = db.now;
+    let deadline = compiled
+        .workflow
+        .timeout_ms
+        .map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
     let mut run = RunRow {
         id: uuid::Uuid::now_v7().to_string(),
         workflow: compiled.name.clone(),
@@ -219,13 +276,15 @@ pub(crate) fn create(db: &Db<'_>, workflow: &str, version: Option<i64>) -> Resul
         started_at: None,
         finished_at: None,
         rev: 0,
-        total: dag.len() as i64,
+        total: plan.len() as i64,
         counts: Counts::default(),
+        reason: None,
+        retry_of,
     };
     db.conn
         .prepare_cached(
-            "INSERT INTO runs (id, workflow, version, version_id, status, created_at, total) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO runs (id, workflow, version, version_id, status, created_at, total, \
+             deadline, retry_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -235,42 +294,47 @@ pub(crate) fn create(db: &Db<'_>, workflow: &str, version: Option<i64>) -> Resul
                 run.version_id,
                 run.status.as_str(),
                 now,
-                run.total
+                run.total,
+                deadline,
+                run.retry_of,
             ])
         })
         .ctx("creating a run")?;
     let mut insert = db
         .conn
         .prepare_cached(
-            "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id, \
+             queue_timeout_ms, reused_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .ctx("creating a run")?;
-    let mut states = Vec::with_capacity(dag.len());
-    for (idx, &req) in compiled.reqs.iter().enumerate() {
-        let remaining = dag.needs(idx as u32).len();
-        let (status, ready_at) = if remaining == 0 {
-            (NodeState::Ready, Some(now))
-        } else {
-            (NodeState::Waiting, None)
-        };
+    let mut states = Vec::with_capacity(plan.len());
+    for (idx, (start, &req)) in plan.iter().zip(&compiled.reqs).enumerate() {
+        let ready_at = (start.status == NodeState::Ready).then_some(now);
+        let queue_timeout = compiled
+            .workflow
+            .nodes
+            .get(idx)
+            .and_then(|n| n.queue_timeout_ms)
+            .or(db.cfg.queue_timeout_ms)
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
         insert
             .execute(params![
                 run.id,
                 idx as i64,
-                status.as_str(),
-                remaining as i64,
+                start.status.as_str(),
+                start.remaining,
                 ready_at,
-                req
+                req,
+                queue_timeout,
+                start.reused_from,
             ])
             .ctx("creating a run")?;
-        run.counts.0[slot(status)] += 1;
-        states.push(status);
+        run.counts.0[slot(start.status)] += 1;
+        states.push(start.status);
     }
     run.settle(now);
     run.save(db)?;
-    let doc = run_doc::fresh(db, &run, &compiled, &states)?;
-    Ok(RunCreated { run: doc })
+    Ok((run, states))
 }
 
 /// Default and largest page of [`list`].
@@ -325,22 +389,28 @@ pub(crate) fn cancel(db: &Db<'_>, id: &str) -> Result<baton_api::RunDoc> {
         )));
     }
     if !run.cancel_requested {
-        run.cancel_requested = true;
-        let mut stmt = db
-            .conn
-            .prepare_cached(
-                "UPDATE nodes SET status = 'canceled', ready_at = NULL \
-                 WHERE run_id = ?1 AND status = ?2",
-            )
-            .ctx("canceling a run")?;
-        for from in [NodeState::Waiting, NodeState::Ready] {
-            let n = stmt
-                .execute(params![id, from.as_str()])
-                .ctx("canceling a run")?;
-            run.counts.shift(from, NodeState::Canceled, n as i64);
-        }
-        run.settle(db.now);
-        run.save(db)?;
+        stop(db, &mut run)?;
     }
     run_doc::load(db, id)
+}
+
+/// Stops a run that is not finished: waiting and ready nodes end `canceled` at once, live
+/// attempts are told to stop (the run ends when they report or are reaped). Saves the run.
+pub(crate) fn stop(db: &Db<'_>, run: &mut RunRow) -> Result<()> {
+    run.cancel_requested = true;
+    let mut stmt = db
+        .conn
+        .prepare_cached(
+            "UPDATE nodes SET status = 'canceled', ready_at = NULL \
+             WHERE run_id = ?1 AND status = ?2",
+        )
+        .ctx("canceling a run")?;
+    for from in [NodeState::Waiting, NodeState::Ready] {
+        let n = stmt
+            .execute(params![run.id, from.as_str()])
+            .ctx("canceling a run")?;
+        run.counts.shift(from, NodeState::Canceled, n as i64);
+    }
+    run.settle(db.now);
+    run.save(db)
 }

@@ -1,0 +1,162 @@
+//! The SQLite store on the hot path: creating a 10,000-node run, claim + report pairs along
+//! a chain, and claims from a run with many ready nodes.
+//!
+//! `cargo bench -p baton-store --bench claim`. Each function gets its own database file in
+//! a temp dir; only the measured calls are timed (new runs are made outside the timing when
+//! one is used up). Sample sizes are small so a full pass takes about a minute; CI only
+//! compiles this (`cargo bench --no-run`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::Outcome;
+use baton_store::testing::{self, LEASE};
+use baton_store::{SqliteOptions, SqliteStore, Store};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+
+/// Nodes of the wide workflow: the format's limit.
+const WIDE: usize = 10_000;
+/// Nodes of the chain.
+const CHAIN: usize = 1_000;
+
+/// A store in a temp dir with one agent and the two workflows applied.
+struct Fixture {
+    rt: Runtime,
+    store: Arc<dyn Store>,
+    agent: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("baton.db")))
+            .expect("open the store");
+        let store: Arc<dyn Store> = Arc::new(store);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let agent = rt.block_on(async {
+            let wide = (0..WIDE)
+                .map(|i| testing::node(&format!("n{i}"), &[]))
+                .collect();
+            let ids: Vec<String> = (0..CHAIN).map(|i| format!("n{i}")).collect();
+            let chain = (0..CHAIN)
+                .map(|i| match i {
+                    0 => testing::node(&ids[0], &[]),
+                    _ => testing::node(&ids[i], &[&ids[i - 1]]),
+                })
+                .collect();
+            for wf in [
+                testing::workflow("wide", wide),
+                testing::workflow("chain", chain),
+            ] {
+                store
+                    .apply_workflow(&wf, "# bench\n")
+                    .await
+                    .expect("apply");
+            }
+            testing::agent(&*store, "bench", &[], &[]).await
+        });
+        Fixture {
+            rt,
+            store,
+            agent,
+            _dir: dir,
+        }
+    }
+
+    fn create_run(&self, workflow: &str) {
+        self.rt
+            .block_on(self.store.create_run(workflow, None))
+            .expect("create run");
+    }
+}
+
+fn create_run(c: &mut Criterion) {
+    let f = Fixture::new();
+    let mut g = c.benchmark_group("create_run");
+    g.throughput(Throughput::Elements(WIDE as u64));
+    g.bench_function("10k_independent_nodes", |b| {
+        b.iter(|| f.create_run("wide"))
+    });
+    g.finish();
+}
+
+fn claim_report_chain(c: &mut Criterion) {
+    let f = Fixture::new();
+    let mut left = 0;
+    let mut g = c.benchmark_group("chain");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("claim_then_report_one_node", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                if left == 0 {
+                    f.create_run("chain");
+                    left = CHAIN;
+                }
+                let t0 = Instant::now();
+                f.rt.block_on(async {
+                    let got = f.store.claim(&f.agent, 1, LEASE).await.expect("claim");
+                    let a = got.assignments.first().expect("the next node is ready");
+                    f.store
+                        .report(&f.agent, testing::aref(a), Outcome::exited(0), None)
+                        .await
+                        .expect("report");
+                });
+                spent += t0.elapsed();
+                left -= 1;
+            }
+            spent
+        })
+    });
+    g.finish();
+}
+
+fn claim_many_ready(c: &mut Criterion) {
+    let f = Fixture::new();
+    let mut left = 0;
+    let mut g = c.benchmark_group("claim_from_10k_ready");
+    for max in [1u32, 16] {
+        g.throughput(Throughput::Elements(u64::from(max)));
+        g.bench_function(format!("max_{max}"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    if left < max as usize {
+                        // Claimed attempts stay pending; a fresh run brings 10,000 ready.
+                        f.create_run("wide");
+                        left += WIDE;
+                    }
+                    let t0 = Instant::now();
+                    let got = f
+                        .rt
+                        .block_on(f.store.claim(&f.agent, max, LEASE))
+                        .expect("claim");
+                    spent += t0.elapsed();
+                    assert_eq!(got.assignments.len(), max as usize);
+                    left -= max as usize;
+                }
+                spent
+            })
+        });
+    }
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = create_run, claim_report_chain, claim_many_ready
+}
+criterion_main!(benches);
