@@ -21,5 +21,4 @@ cargo test -p baton-baton --locked --test e2e -- --exact --nocapture --test-thre
   faults_server::server_killed_at_random_moments_loses_nothing_acknowledged 2>&1 | tee "$log"
 
 printf '\n==> figures (%s s)\n' "$(($(date +%s) - start))"
-grep -E 'BATON_FAULT_SEED|^FAULTS ' "$log" | sed 's/^FAULTS //' | tr ' ' '\n' | sed 's/^/  /' \
-  | sed 's/^  \(t[0-9]\)$/\1:/'
+grep -oE 'BATON_FAULT_SEED=[0-9]+|FAULTS .*' "$log" | sed -e 's/^FAULTS //' -e 's/ /\n    /g'

@@ -36,6 +36,12 @@ else
   passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 fi
 
+# Benches are compiled, never run or timed here. `--bench '*'` builds only the criterion
+# targets (core, store): plain `cargo bench --no-run` would also build every crate's unit
+# tests and binaries in release.
+step "benches compile"
+cargo bench --workspace --bench '*' --no-run --locked
+
 step "docs (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

@@ -12,7 +12,7 @@ use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::config::AgentConfig;
 use crate::error::AgentError;
-use crate::functions::BUILTIN_FUNCTIONS;
+use crate::registry::Registry;
 use crate::shared::Shared;
 use crate::{claim, heartbeat, shutdown};
 
@@ -27,9 +27,11 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     if config.slots == 0 {
         return Err(AgentError::NoSlots);
     }
+    let functions = Registry::new(&config.functions, config.plugins.as_deref())
+        .map_err(AgentError::Functions)?;
     let work_root = prepare_work_root(&config)?;
     let enroll = Client::new(&config.servers, &config.token)?;
-    let Some(registered) = register(&enroll, &config, &shutdown).await? else {
+    let Some(registered) = register(&enroll, &config, &functions, &shutdown).await? else {
         return Ok(());
     };
     tracing::info!(
@@ -40,6 +42,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let shared = Arc::new(Shared::new(
         client,
         work_root,
+        functions,
         config.slots,
         registered.lease_ms,
         registered.heartbeat_ms,
@@ -85,13 +88,14 @@ fn prepare_work_root(config: &AgentConfig) -> Result<std::path::PathBuf, AgentEr
 async fn register(
     client: &Client,
     config: &AgentConfig,
+    functions: &Registry,
     shutdown: &CancellationToken,
 ) -> Result<Option<Registered>, AgentError> {
     let body = RegisterAgent {
         name: config.name.clone(),
         labels: config.labels.clone(),
         slots: config.slots,
-        functions: BUILTIN_FUNCTIONS.iter().map(|&f| f.to_owned()).collect(),
+        functions: functions.names(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let mut backoff = Backoff::default();

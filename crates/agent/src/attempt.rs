@@ -78,7 +78,8 @@ impl Drop for Release<'_> {
 async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
     let (mut logs, rx) = LogBuffer::channel();
     let produce = async move {
-        let execution = functions::execute(&shared.work_root, a, stop, &mut logs).await;
+        let execution =
+            functions::execute(&shared.work_root, &shared.functions, a, stop, &mut logs).await;
         shared.held.mark_finished(a.attempt_id);
         // Artifacts of work that ran to its end, successful or not.
         let ran = matches!(

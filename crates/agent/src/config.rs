@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::function::Function;
 
 /// How an agent connects to the control plane and what it offers.
 #[derive(Clone)]
@@ -24,6 +27,12 @@ pub struct AgentConfig {
     /// How long running attempts may go on after a shutdown is asked for before they are
     /// killed and reported canceled.
     pub shutdown_grace: Duration,
+    /// Functions written in Rust that the agent offers besides the built-ins (none by
+    /// default); see [`AgentConfig::with_function`].
+    pub functions: Vec<Arc<dyn Function>>,
+    /// A folder whose executable files the agent offers as functions, each named after its
+    /// file name without extension (none by default); read once at start.
+    pub plugins: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -40,7 +49,17 @@ impl AgentConfig {
             slots,
             work_root: std::env::temp_dir().join("baton-work"),
             shutdown_grace: Duration::from_secs(10),
+            functions: Vec::new(),
+            plugins: None,
         }
+    }
+
+    /// Adds a function written in Rust; [`run`](crate::run) refuses to start when its name
+    /// is taken (by a built-in, another function or a plugin) or breaks the rule of `uses:`.
+    #[must_use]
+    pub fn with_function(mut self, function: impl Function + 'static) -> Self {
+        self.functions.push(Arc::new(function));
+        self
     }
 }
 
@@ -55,6 +74,11 @@ impl fmt::Debug for AgentConfig {
             .field("slots", &self.slots)
             .field("work_root", &self.work_root)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field(
+                "functions",
+                &self.functions.iter().map(|f| f.name()).collect::<Vec<_>>(),
+            )
+            .field("plugins", &self.plugins)
             .finish()
     }
 }

@@ -39,6 +39,10 @@ pub enum AgentError {
         #[source]
         source: io::Error,
     },
+    /// The functions or plugins cannot be set up: a name clash, a bad name, an unreadable
+    /// plugins dir.
+    #[error("cannot set up the agent's functions")]
+    Functions(#[source] crate::registry::FunctionsError),
     /// The server refused the registration: a bad enrollment token (401, 403) or a bad
     /// request; the source has the status.
     #[error("registration refused")]

@@ -14,8 +14,8 @@ use std::time::Duration;
 use baton_api::Stream;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -100,12 +100,28 @@ impl Drop for Group {
 /// Spawns `cmd` in a new process group with stdin null and both outputs piped into `logs`,
 /// and waits for it to end, or for `timeout`, or for `stop`.
 pub(crate) async fn run(
-    mut cmd: Command,
+    cmd: Command,
     timeout: Option<Duration>,
     stop: &Stop,
     logs: &mut LogBuffer,
 ) -> io::Result<ProcessEnd> {
-    cmd.stdin(Stdio::null())
+    run_fed(cmd, None, timeout, stop, logs).await
+}
+
+/// [`run`], with `input` (when given) written to the process's stdin, which is then closed.
+pub(crate) async fn run_fed(
+    mut cmd: Command,
+    input: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    stop: &Stop,
+    logs: &mut LogBuffer,
+) -> io::Result<ProcessEnd> {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -117,13 +133,27 @@ pub(crate) async fn run(
         .map(Group::new);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
+    let stdin = child.stdin.take();
     let ended = CancellationToken::new();
     let deadline = timeout.map(|t| Instant::now() + t);
-    let (end, ()) = tokio::join!(
+    let (end, (), ()) = tokio::join!(
         supervise(&mut child, group, deadline, stop, &ended),
         pump(stdout, stderr, logs, &ended),
+        feed(stdin, input, &ended),
     );
     end
+}
+
+/// Writes `input` to the process's stdin and closes it, or gives up once the process ended.
+async fn feed(stdin: Option<ChildStdin>, input: Option<Vec<u8>>, ended: &CancellationToken) {
+    let (Some(mut stdin), Some(input)) = (stdin, input) else {
+        return;
+    };
+    tokio::select! {
+        // A process that exits without reading all of it gets EPIPE here: its business.
+        _ = stdin.write_all(&input) => {}
+        () = ended.cancelled() => {}
+    }
 }
 
 async fn supervise(

@@ -1,14 +1,20 @@
-//! The functions an agent implements: `shell` (`run:`), and the built-ins `noop` and `sleep`.
+//! The functions an agent implements: `shell` (`run:`), the built-ins `noop` and `sleep`
+//! (Rust [`Function`]s like any an embedding program adds), and plugins; and running an
+//! attempt's action with the one it names.
 
 use std::path::Path;
 use std::time::Duration;
 
 use baton_api::Assignment;
-use baton_core::{Action, AttemptState, Outcome, Reason, Script};
+use baton_core::{Action, Outcome, Reason, Script};
 use tokio::process::Command;
 
+use crate::call;
 use crate::exec::{self, ProcessEnd};
+use crate::function::{CallContext, CallOutcome, Function, FunctionError};
 use crate::logs::LogBuffer;
+use crate::plugins;
+use crate::registry::{Implementation, Registry};
 use crate::stop::{Stop, StopReason};
 use crate::workdir::WorkDir;
 
@@ -45,11 +51,11 @@ impl Ended {
         }
     }
 
-    fn setup(message: String) -> Ended {
+    pub(crate) fn setup(message: String) -> Ended {
         Ended::with_message(Outcome::error(Reason::Setup), message)
     }
 
-    fn stopped(reason: StopReason) -> Ended {
+    pub(crate) fn stopped(reason: StopReason) -> Ended {
         match reason {
             StopReason::Cancel => Ended::outcome(Outcome::canceled(Reason::Canceled)),
             StopReason::Shutdown => Ended::outcome(Outcome::canceled(Reason::Shutdown)),
@@ -57,7 +63,7 @@ impl Ended {
         }
     }
 
-    fn timed_out(limit: Duration) -> Ended {
+    pub(crate) fn timed_out(limit: Duration) -> Ended {
         Ended::with_message(
             Outcome::error(Reason::Timeout),
             format!(
@@ -65,15 +71,6 @@ impl Ended {
                 baton_core::format_duration(limit_ms(limit))
             ),
         )
-    }
-}
-
-/// Success of work that ran no process.
-fn success() -> Outcome {
-    Outcome {
-        state: AttemptState::Success,
-        reason: Reason::Exit,
-        exit_code: None,
     }
 }
 
@@ -89,24 +86,32 @@ pub(crate) struct Execution {
     pub(crate) work_dir: Option<WorkDir>,
 }
 
-/// Runs the action of `a`.
+/// Runs the action of `a` with the function it names.
 pub(crate) async fn execute(
     work_root: &Path,
+    functions: &Registry,
     a: &Assignment,
     stop: &Stop,
     logs: &mut LogBuffer,
 ) -> Execution {
     let timeout = a.timeout_ms.map(Duration::from_millis);
-    let ended = match &a.action {
+    let (function, with) = match &a.action {
         Action::Run(script) => return shell(work_root, a, script, timeout, stop, logs).await,
-        Action::Uses { function, with } => match function.as_str() {
-            "noop" => Ended::outcome(success()),
-            "sleep" => sleep(with, timeout, stop).await,
-            "shell" => Ended::setup("the shell function is used with `run:`, not `uses:`".into()),
-            other => Ended::setup(format!(
-                "this agent does not implement the function {other:?}"
-            )),
-        },
+        Action::Uses { function, with } => (function, with),
+    };
+    let ended = match functions.get(function) {
+        Some(Implementation::Rust(f)) => {
+            call::call(f.as_ref(), a, function, with, stop, logs).await
+        }
+        Some(Implementation::Plugin(p)) => {
+            return plugins::run(p, work_root, a, with, timeout, stop, logs).await;
+        }
+        Some(Implementation::Shell) => {
+            Ended::setup("the shell function is used with `run:`, not `uses:`".into())
+        }
+        None => Ended::setup(format!(
+            "this agent does not implement the function {function:?}"
+        )),
     };
     Execution {
         ended,
@@ -132,10 +137,19 @@ async fn shell(
         }
     };
     let mut cmd = Command::new("sh");
-    cmd.arg("-e")
-        .arg("-c")
-        .arg(script.to_shell())
-        .current_dir(dir.path())
+    cmd.arg("-e").arg("-c").arg(script.to_shell());
+    prepare(&mut cmd, a, &dir);
+    let ended = process_ended(exec::run(cmd, timeout, stop, logs).await, "sh", timeout);
+    Execution {
+        ended,
+        work_dir: Some(dir),
+    }
+}
+
+/// The work dir and environment every process of a node gets: the node's env and the
+/// `BATON_*` variables.
+pub(crate) fn prepare(cmd: &mut Command, a: &Assignment, dir: &WorkDir) {
+    cmd.current_dir(dir.path())
         // The enrollment token is the agent's secret, not the step's.
         .env_remove("BATON_AGENT_TOKEN")
         .envs(&a.env)
@@ -143,19 +157,21 @@ async fn shell(
         .env("BATON_WORKFLOW", &a.workflow)
         .env("BATON_NODE", &a.node)
         .env("BATON_ATTEMPT", a.attempt.to_string())
-        .env("BATON_WORK_DIR", dir.path());
-    let ended = match exec::run(cmd, timeout, stop, logs).await {
-        Err(e) => Ended::setup(format!("cannot start sh: {e}")),
+        .env("BATON_WORK_DIR", dir.path())
+        .env("BATON_OUTPUT", dir.output_file());
+}
+
+/// How the run of the process `program` ended, as the attempt reports it.
+pub(crate) fn process_ended(
+    result: std::io::Result<ProcessEnd>,
+    program: &str,
+    timeout: Option<Duration>,
+) -> Ended {
+    match result {
+        Err(e) => Ended::setup(format!("cannot start {program}: {e}")),
         Ok(ProcessEnd::Exited(status)) => exit_status(status),
-        Ok(ProcessEnd::TimedOut) => {
-            let limit = timeout.unwrap_or_default();
-            Ended::timed_out(limit)
-        }
+        Ok(ProcessEnd::TimedOut) => Ended::timed_out(timeout.unwrap_or_default()),
         Ok(ProcessEnd::Stopped(reason)) => Ended::stopped(reason),
-    };
-    Execution {
-        ended,
-        work_dir: Some(dir),
     }
 }
 
@@ -173,25 +189,51 @@ fn exit_status(status: std::process::ExitStatus) -> Ended {
     }
 }
 
-async fn sleep(with: &serde_json::Value, timeout: Option<Duration>, stop: &Stop) -> Ended {
-    let seconds = match with.get("seconds").and_then(serde_json::Value::as_f64) {
-        Some(s) if (0.0..=MAX_SLEEP_SECS).contains(&s) => s,
-        _ => {
-            return Ended::setup(format!(
-                "sleep takes `with: {{seconds: N}}` with N a number from 0 to {MAX_SLEEP_SECS}"
-            ));
+/// `uses: noop`: succeeds at once.
+pub(crate) struct Noop;
+
+#[async_trait::async_trait]
+impl Function for Noop {
+    fn name(&self) -> &str {
+        "noop"
+    }
+
+    async fn call(&self, _ctx: CallContext<'_>) -> Result<CallOutcome, FunctionError> {
+        Ok(CallOutcome::Success)
+    }
+}
+
+/// `uses: sleep` with `with: {seconds: N}`: succeeds after N seconds.
+pub(crate) struct Sleep;
+
+#[async_trait::async_trait]
+impl Function for Sleep {
+    fn name(&self) -> &str {
+        "sleep"
+    }
+
+    async fn call(&self, ctx: CallContext<'_>) -> Result<CallOutcome, FunctionError> {
+        let seconds = match ctx
+            .with()
+            .get("seconds")
+            .and_then(serde_json::Value::as_f64)
+        {
+            Some(s) if (0.0..=MAX_SLEEP_SECS).contains(&s) => s,
+            _ => {
+                return Err(FunctionError::new(format!(
+                    "sleep takes `with: {{seconds: N}}` with N a number from 0 to {MAX_SLEEP_SECS}"
+                )));
+            }
+        };
+        // The caller decides how a cancelled call ends; returning is all that is asked.
+        tokio::select! {
+            () = ctx.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {}
         }
-    };
-    let wanted = Duration::from_secs_f64(seconds);
-    let limit = timeout.unwrap_or(Duration::MAX);
-    tokio::select! {
-        biased;
-        reason = stop.stopped() => Ended::stopped(reason),
-        () = tokio::time::sleep(wanted), if wanted <= limit => Ended::outcome(success()),
-        () = tokio::time::sleep(limit), if limit < wanted => Ended::timed_out(limit),
+        Ok(CallOutcome::Success)
     }
 }
 
 #[cfg(test)]
 #[path = "functions_tests.rs"]
-mod tests;
+pub(crate) mod tests;

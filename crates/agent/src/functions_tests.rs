@@ -1,4 +1,5 @@
-//! Real `sh` processes run through the functions, as an attempt would run them.
+//! Real `sh` processes run through the functions, as an attempt would run them; the
+//! harness is shared with the tests of plugins and Rust functions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use nix::unistd::Pid;
 use super::*;
 use crate::logs::Chunk;
 
-fn assignment(action: Action) -> Assignment {
+pub(crate) fn assignment(action: Action) -> Assignment {
     Assignment {
         attempt_id: 7,
         fence: 1,
@@ -31,21 +32,21 @@ fn script(s: &str) -> Action {
     Action::Run(Script::One(s.into()))
 }
 
-fn uses(function: &str, with: serde_json::Value) -> Action {
+pub(crate) fn uses(function: &str, with: serde_json::Value) -> Action {
     Action::Uses {
         function: function.into(),
         with,
     }
 }
 
-struct Ran {
-    ended: Ended,
-    work_dir: Option<WorkDir>,
-    chunks: Vec<Chunk>,
+pub(crate) struct Ran {
+    pub(crate) ended: Ended,
+    pub(crate) work_dir: Option<WorkDir>,
+    pub(crate) chunks: Vec<Chunk>,
 }
 
 impl Ran {
-    fn text(&self, stream: Stream) -> String {
+    pub(crate) fn text(&self, stream: Stream) -> String {
         self.chunks
             .iter()
             .filter(|c| c.stream == stream)
@@ -53,14 +54,14 @@ impl Ran {
             .collect()
     }
 
-    fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         match &self.ended {
             Ended::Finished { outcome, .. } => *outcome,
             Ended::Dropped => panic!("dropped"),
         }
     }
 
-    fn message(&self) -> Option<&str> {
+    pub(crate) fn message(&self) -> Option<&str> {
         match &self.ended {
             Ended::Finished { message, .. } => message.as_deref(),
             Ended::Dropped => None,
@@ -69,6 +70,12 @@ impl Ran {
 }
 
 async fn run_with(root: &Path, a: &Assignment, stop: &Stop) -> Ran {
+    let functions = Registry::new(&[], None).unwrap();
+    run_in(root, &functions, a, stop).await
+}
+
+/// Runs `a` with `functions`, as an attempt would.
+pub(crate) async fn run_in(root: &Path, functions: &Registry, a: &Assignment, stop: &Stop) -> Ran {
     let (mut logs, mut rx) = LogBuffer::channel();
     let collector = tokio::spawn(async move {
         let mut chunks = Vec::new();
@@ -77,7 +84,7 @@ async fn run_with(root: &Path, a: &Assignment, stop: &Stop) -> Ran {
         }
         chunks
     });
-    let execution = execute(root, a, stop, &mut logs).await;
+    let execution = execute(root, functions, a, stop, &mut logs).await;
     logs.finish().await;
     Ran {
         ended: execution.ended,
@@ -91,7 +98,7 @@ async fn run(root: &Path, a: &Assignment) -> Ran {
 }
 
 /// Alive and not a zombie waiting for a reaper.
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     if kill(Pid::from_raw(pid), None).is_err() {
         return false;
     }
@@ -103,7 +110,7 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-async fn wait_gone(pid: i32) {
+pub(crate) async fn wait_gone(pid: i32) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while alive(pid) {
         assert!(
@@ -114,7 +121,7 @@ async fn wait_gone(pid: i32) {
     }
 }
 
-async fn read_pid(path: &PathBuf) -> i32 {
+pub(crate) async fn read_pid(path: &PathBuf) -> i32 {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(s) = std::fs::read_to_string(path)
@@ -191,6 +198,34 @@ async fn the_work_dir_is_fresh_during_the_run_and_gone_after() {
     assert!(path.join("made").exists());
     dir.remove().await;
     assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn the_output_file_starts_empty_beside_the_work_dir_and_goes_with_it() {
+    let root = tempfile::tempdir().unwrap();
+    let a = assignment(script(
+        "test -f \"$BATON_OUTPUT\"; test ! -s \"$BATON_OUTPUT\"\n\
+         echo answer=42 >> \"$BATON_OUTPUT\"; echo \"$BATON_OUTPUT\"",
+    ));
+    let leftover = root.path().join("run_01-build-2.output");
+    std::fs::write(&leftover, "stale=1\n").unwrap();
+    let ran = run(root.path(), &a).await;
+    assert_eq!(
+        ran.outcome(),
+        Outcome::exited(0),
+        "{:?}",
+        ran.text(Stream::Stderr)
+    );
+    assert_eq!(
+        ran.text(Stream::Stdout).trim_end(),
+        leftover.to_str().unwrap()
+    );
+    let dir = ran.work_dir.unwrap();
+    assert_eq!(dir.output_file(), leftover);
+    assert!(!dir.output_file().starts_with(dir.path()));
+    assert_eq!(std::fs::read_to_string(&leftover).unwrap(), "answer=42\n");
+    dir.remove().await;
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
 }
 
 #[tokio::test]

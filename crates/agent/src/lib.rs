@@ -11,6 +11,9 @@
 //! - `attempt`: one attempt's life (start, run, logs, artifacts, report with retries);
 //! - `functions` and `exec`: the built-in functions ([`BUILTIN_FUNCTIONS`]) and running a
 //!   shell step in its own process group, with timeout and kill;
+//! - `function`, `call`, `plugins` and `registry`: functions written in Rust ([`Function`],
+//!   registered with [`AgentConfig::with_function`]) and plugins (executables in
+//!   [`AgentConfig::plugins`]), and which one a `uses:` name means;
 //! - `logs`: cutting output into chunks; `artifacts` and `glob`: collecting files;
 //! - `shutdown`: the grace period and the final reports.
 
@@ -18,16 +21,20 @@ mod agent;
 mod artifacts;
 mod attempt;
 mod backoff;
+mod call;
 mod claim;
 mod client;
 mod config;
 mod error;
 mod exec;
+mod function;
 mod functions;
 mod glob;
 mod heartbeat;
 mod held;
 mod logs;
+mod plugins;
+mod registry;
 mod shared;
 mod shutdown;
 mod stop;
@@ -37,4 +44,9 @@ pub use agent::run;
 pub use config::AgentConfig;
 pub use error::{AgentError, RequestError};
 pub use exec::kill_running_steps;
+pub use function::{CANCEL_GRACE, CallContext, CallOutcome, Function, FunctionError, LogWriter};
 pub use functions::BUILTIN_FUNCTIONS;
+pub use registry::{FunctionsError, plugin_functions};
+
+/// The attribute that implements [`Function`] for a type with an `async fn call`.
+pub use async_trait::async_trait;

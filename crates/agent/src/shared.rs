@@ -10,12 +10,15 @@ use tokio_util::sync::CancellationToken;
 use crate::client::Client;
 use crate::error::RequestError;
 use crate::held::Held;
+use crate::registry::Registry;
 
 pub(crate) struct Shared {
     /// Calls with the agent's own token.
     pub(crate) client: Client,
     /// Absolute; holds the attempts' work dirs.
     pub(crate) work_root: PathBuf,
+    /// What each `uses:` name means here.
+    pub(crate) functions: Registry,
     pub(crate) held: Held,
     /// Cancelled when the agent stops claiming: shutdown, or a fatal error.
     pub(crate) stopping: CancellationToken,
@@ -30,6 +33,7 @@ impl Shared {
     pub(crate) fn new(
         client: Client,
         work_root: PathBuf,
+        functions: Registry,
         slots: u32,
         lease_ms: u64,
         heartbeat_ms: u64,
@@ -38,6 +42,7 @@ impl Shared {
         Shared {
             client,
             work_root,
+            functions,
             held: Held::new(slots),
             stopping,
             give_up: CancellationToken::new(),

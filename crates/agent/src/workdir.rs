@@ -1,4 +1,5 @@
-//! An attempt's work dir: created empty, removed afterwards whatever happened.
+//! An attempt's work dir: created empty, removed afterwards whatever happened; beside it,
+//! the file the attempt's process writes its outputs to (`$BATON_OUTPUT`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,11 +10,14 @@ use baton_api::Assignment;
 #[derive(Debug)]
 pub(crate) struct WorkDir {
     path: PathBuf,
+    /// Outside the dir, so neither the step (`rm -rf ./*`) nor an artifact glob meets it.
+    output: PathBuf,
     removed: bool,
 }
 
 impl WorkDir {
-    /// Creates `<root>/<run>-<node>-<attempt>`, emptying what a crashed agent left there.
+    /// Creates `<root>/<run>-<node>-<attempt>`, emptying what a crashed agent left there,
+    /// and the empty output file `<root>/<run>-<node>-<attempt>.output`.
     pub(crate) fn create(root: &Path, a: &Assignment) -> io::Result<WorkDir> {
         let name = format!(
             "{}-{}-{}",
@@ -21,11 +25,18 @@ impl WorkDir {
             sanitize(&a.node),
             a.attempt
         );
-        let path = root.join(name);
+        let path = root.join(&name);
+        let output = root.join(name + ".output");
         remove(&path)?;
         std::fs::create_dir_all(&path)?;
+        // Truncated: a crashed agent's leftover must not pass as this attempt's outputs.
+        if let Err(e) = std::fs::File::create(&output) {
+            let _ = remove(&path);
+            return Err(e);
+        }
         Ok(WorkDir {
             path,
+            output,
             removed: false,
         })
     }
@@ -34,12 +45,18 @@ impl WorkDir {
         &self.path
     }
 
+    /// The file named by `$BATON_OUTPUT`, where the process writes `key=value` lines.
+    pub(crate) fn output_file(&self) -> &Path {
+        &self.output
+    }
+
     /// Removes the dir off the async threads (it may hold a big tree).
     pub(crate) async fn remove(mut self) {
         self.removed = true;
         let path = std::mem::take(&mut self.path);
+        let output = std::mem::take(&mut self.output);
         let result = tokio::task::spawn_blocking(move || {
-            let r = remove(&path);
+            let r = remove_file(&output).and(remove(&path));
             (path, r)
         })
         .await;
@@ -52,6 +69,7 @@ impl WorkDir {
 impl Drop for WorkDir {
     fn drop(&mut self) {
         if !self.removed {
+            let _ = remove_file(&self.output);
             let _ = remove(&self.path);
         }
     }
@@ -59,6 +77,13 @@ impl Drop for WorkDir {
 
 fn remove(path: &Path) -> io::Result<()> {
     match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn remove_file(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

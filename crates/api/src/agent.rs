@@ -140,6 +140,58 @@ pub struct ReportResponse {
     pub outcome: Outcome,
 }
 
+/// `POST /api/v1/agent/reports`: how several attempts ended, and a claim for the slots
+/// their ends free, in one round trip and one transaction.
+///
+/// Each report means what `attempts/{id}/report` means. The claim part never waits: it
+/// hands out what is ready now, which makes a chain's next node follow its predecessor's
+/// report without a second request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportBatch {
+    /// The endings, at least one.
+    pub reports: Vec<AttemptReport>,
+    /// Slots to fill from ready work: at most this many attempts come back in
+    /// [`ReportBatchResponse::assignments`]. At most the number of reports, since only
+    /// their slots are known to be free.
+    #[serde(default)]
+    pub want: u32,
+}
+
+/// One ending in a [`ReportBatch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptReport {
+    /// Attempt id.
+    pub attempt_id: i64,
+    /// Fencing token.
+    pub fence: i64,
+    /// The ending.
+    pub outcome: Outcome,
+    /// A short explanation (spawn error, signal that killed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Answer to a [`ReportBatch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportBatchResponse {
+    /// One result per report, in the order sent.
+    pub results: Vec<ReportResult>,
+    /// New attempts for the agent, as a claim would hand them out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<Assignment>,
+}
+
+/// What became of one report of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportResult {
+    /// Attempt id.
+    pub attempt_id: i64,
+    /// The attempt's stored ending (the same for a repeated report); absent when the
+    /// attempt is not the agent's current one (what a single report answers with `409`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+}
+
 /// `POST /api/v1/agent/attempts/{id}/logs`: one chunk of output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppendLogs {

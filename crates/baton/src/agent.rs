@@ -54,6 +54,7 @@ pub(crate) fn apply_work(config: &mut AgentConfig, work: &AgentWorkArgs) {
     if let Some(dir) = &work.work_dir {
         config.work_root.clone_from(dir);
     }
+    config.plugins.clone_from(&work.plugins);
 }
 
 /// Prints why an agent stopped and gives the exit code: 2 for bad flags, 3 when a server
@@ -63,7 +64,8 @@ pub(crate) fn agent_failure(err: &AgentError) -> Exit {
         AgentError::NoServers
         | AgentError::BadServerUrl { .. }
         | AgentError::NoSlots
-        | AgentError::BadToken => Exit::Invalid,
+        | AgentError::BadToken
+        | AgentError::Functions(_) => Exit::Invalid,
         AgentError::Register(r) | AgentError::Revoked(r) => match r {
             RequestError::Status {
                 status: 400 | 422, ..

@@ -119,8 +119,19 @@ pub(crate) struct ServerArgs {
     /// SQLite durability
     #[arg(long, env = "BATON_SYNC", value_enum, default_value_t = SyncMode::Normal)]
     pub(crate) sync: SyncMode,
+    /// How long a node may wait for an agent before it ends error (no_agent), unless its workflow sets queue_timeout; 0 for no limit
+    #[arg(long, env = "BATON_QUEUE_TIMEOUT", value_name = "DURATION", default_value = "1h", value_parser = parse_queue_timeout)]
+    pub(crate) queue_timeout: Duration,
     #[command(flatten)]
     pub(crate) log: LogArgs,
+}
+
+/// Parses `--queue-timeout`: a duration, or a bare `0` for no limit.
+fn parse_queue_timeout(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration_flag(text)
 }
 
 /// `baton agent`.
@@ -165,6 +176,9 @@ pub(crate) struct AgentWorkArgs {
     /// Folder for the work dirs of attempts [default: baton-work in the temp dir; for up, work in the data dir]
     #[arg(long, env = "BATON_WORK_DIR", value_name = "DIR")]
     pub(crate) work_dir: Option<PathBuf>,
+    /// Folder of plugins: each executable file in it is a function named after the file without extension (read at start)
+    #[arg(long, env = "BATON_PLUGINS", value_name = "DIR")]
+    pub(crate) plugins: Option<PathBuf>,
 }
 
 /// `baton up`.
@@ -287,6 +301,25 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("missing unit"), "{err}");
         assert!(parse(&["server", "--sync", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn queue_timeout_defaults_to_an_hour_and_zero_disables_it() {
+        let queue = |args: &[&str]| match parse(args).map(|c| c.command) {
+            Ok(Command::Server(s)) => Ok(s.queue_timeout),
+            Ok(_) => panic!("not a server command"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(queue(&["server"]).unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            queue(&["server", "--queue-timeout", "10m"]).unwrap(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            queue(&["server", "--queue-timeout", "0"]).unwrap(),
+            Duration::ZERO
+        );
+        assert!(queue(&["server", "--queue-timeout", "10"]).is_err());
     }
 
     #[test]

@@ -28,6 +28,12 @@ pub(crate) async fn run(
     interrupt: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Exit {
+    // Before anything starts: a bad plugins dir is a bad flag, not a failed run.
+    if let Some(dir) = &args.plugins
+        && let Err(e) = baton_agent::plugin_functions(dir)
+    {
+        return failure("bad --plugins", &e, Exit::Invalid);
+    }
     let (data_dir, temp) = match &args.data_dir {
         Some(dir) => (dir.clone(), None),
         None => match tempfile::Builder::new().prefix("baton-run-").tempdir() {
@@ -78,6 +84,7 @@ async fn run_in(
         }
         config.work_root = data_dir.join("work");
         config.shutdown_grace = AGENT_GRACE;
+        config.plugins.clone_from(&args.plugins);
         let stop = agents_stop.clone();
         let interrupt = interrupt.clone();
         agents.push(tracker.spawn(async move {

@@ -61,7 +61,15 @@ async fn dispatch(command: Command, origin: TokenOrigin) -> Exit {
         Command::Agent(args) => agent::agent(args, &shutdown, &done, &tracker).await,
         Command::Up(args) => up::up(args, &shutdown, &done, &tracker).await,
         Command::Runs(cmd) => match client(cmd.conn(), origin) {
-            Ok(c) => client_result(baton_cli::runs::runs(cmd, &c).await),
+            Ok(c) => {
+                // A command that follows a run stops following on the first Ctrl-C, as
+                // `baton run` does; the others keep the default (end at once).
+                let interrupt = CancellationToken::new();
+                if cmd.follows_a_run() {
+                    signals::listen(&tracker, interrupt.clone(), done.clone());
+                }
+                client_result(baton_cli::runs::runs(cmd, &c, &interrupt).await)
+            }
             Err(exit) => exit,
         },
         Command::Agents(cmd) => match client(cmd.conn(), origin) {

@@ -40,6 +40,7 @@ pub(crate) fn config(args: &ServerArgs) -> Result<ServerConfig, Exit> {
     config.listen = args.listen;
     config.db.clone_from(&args.db);
     config.lease_ms = u64::try_from(args.lease.as_millis()).unwrap_or(u64::MAX);
+    config.queue_timeout_ms = u64::try_from(args.queue_timeout.as_millis()).unwrap_or(u64::MAX);
     config.synchronous = match args.sync {
         SyncMode::Normal => Synchronous::Normal,
         SyncMode::Full => Synchronous::Full,

@@ -118,6 +118,7 @@ struct Row<'a> {
     repeats: usize,
     #[serde(flatten)]
     summary: Summary,
+    samples: &'a [f64],
 }
 
 /// The whole report as JSON.
@@ -132,6 +133,7 @@ pub(crate) fn to_json(machine: &Machine, settings: &Settings, figures: &[Figure]
                 method: f.method,
                 repeats: f.samples.len(),
                 summary: Summary::of(&f.samples)?,
+                samples: &f.samples,
             })
         })
         .collect();
@@ -273,6 +275,7 @@ mod tests {
         assert_eq!(rows[0]["median"], 20.0);
         assert_eq!(rows[0]["max"], 30.0);
         assert_eq!(rows[0]["repeats"], 2);
+        assert_eq!(rows[0]["samples"], serde_json::json!([30.0, 10.0]));
         assert_eq!(v["machine"]["cpus"], 2);
     }
 

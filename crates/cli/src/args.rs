@@ -75,6 +75,9 @@ pub struct RunArgs {
     /// Self-contained run: slots of each local agent [default: the number of CPUs]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub slots: Option<u32>,
+    /// Self-contained run: the local agents offer each executable file in DIR as a function named after the file without extension
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -101,6 +104,7 @@ impl RunArgs {
                 ("--data-dir", self.data_dir.is_some()),
                 ("--agents", self.agents.is_some()),
                 ("--slots", self.slots.is_some()),
+                ("--plugins", self.plugins.is_some()),
             ]
             .into_iter()
             .filter_map(|(flag, set)| set.then_some(flag))
@@ -180,6 +184,23 @@ pub enum RunsCommand {
         #[command(flatten)]
         conn: ConnectionArgs,
     },
+    /// Re-run a finished run: a new run of the same workflow version that keeps the successful nodes and runs the others; follows it like `baton run`
+    Retry {
+        /// Run id of a finished run
+        #[arg(value_name = "RUN")]
+        run: String,
+        /// Run this node and everything downstream of it again, even the ones that succeeded
+        #[arg(long, value_name = "NODE")]
+        from: Option<String>,
+        /// Print the final run document as JSON on stdout
+        #[arg(long)]
+        json: bool,
+        /// Start the new run, print its id (with --json, its document) and return at once
+        #[arg(long)]
+        detach: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
 }
 
 impl RunsCommand {
@@ -189,8 +210,15 @@ impl RunsCommand {
             RunsCommand::List { conn, .. }
             | RunsCommand::Show { conn, .. }
             | RunsCommand::Logs { conn, .. }
-            | RunsCommand::Cancel { conn, .. } => conn,
+            | RunsCommand::Cancel { conn, .. }
+            | RunsCommand::Retry { conn, .. } => conn,
         }
+    }
+
+    /// True for the subcommands that follow a run until it ends (and so want Ctrl-C to
+    /// stop following rather than kill the process).
+    pub fn follows_a_run(&self) -> bool {
+        matches!(self, RunsCommand::Retry { detach: false, .. })
     }
 }
 

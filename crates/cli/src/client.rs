@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use baton_api::{
-    AgentDoc, ApplyWorkflow, CreateRun, ErrorBody, LogPage, LogQuery, RunDoc, RunFilter,
+    AgentDoc, ApplyWorkflow, CreateRun, ErrorBody, LogPage, LogQuery, RetryRun, RunDoc, RunFilter,
     RunSummary, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
@@ -135,6 +135,14 @@ impl Client {
     pub async fn cancel_run(&self, id: &str) -> Result<RunDoc, CliError> {
         self.send(self.request(Method::POST, &["runs", id, "cancel"], &[])?)
             .await
+    }
+
+    /// `POST /api/v1/runs/{id}/retry`: the new run.
+    pub async fn retry_run(&self, id: &str, body: &RetryRun) -> Result<RunDoc, CliError> {
+        let req = self
+            .request(Method::POST, &["runs", id, "retry"], &[])?
+            .json(body);
+        self.send(req).await
     }
 
     /// `GET /api/v1/runs/{id}/logs`.

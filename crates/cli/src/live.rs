@@ -130,8 +130,16 @@ fn detail(node: &NodeDoc, now_ms: i64) -> String {
     if let Some(w) = &node.waiting_for {
         return format!(" (waiting for: {w})");
     }
+    if let Some(run) = &node.reused_from {
+        return format!(" (kept from run {run})");
+    }
     let Some(last) = node.attempts.last() else {
-        return String::new();
+        // A node that ended without an attempt (no agent claimed it) says why.
+        return node
+            .message
+            .as_ref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
     };
     let attempt = if last.number > 1 {
         format!(" (attempt {})", last.number)

@@ -268,7 +268,12 @@ fn node_note(node: &NodeDoc) -> Option<String> {
     if let Some(w) = &node.waiting_for {
         return Some(format!("waiting for: {w}"));
     }
-    let last = node.attempts.last()?;
+    if let Some(run) = &node.reused_from {
+        return Some(format!("kept from run {run}"));
+    }
+    let Some(last) = node.attempts.last() else {
+        return node.message.clone();
+    };
     if let Some(m) = &last.message {
         return Some(m.clone());
     }
@@ -343,7 +348,18 @@ pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
     } else {
         ""
     };
-    let _ = writeln!(out, "status    {}{cancel}", doc.status);
+    let why = match doc.reason {
+        Some(Reason::Timeout) => " (the run's timeout passed)".to_owned(),
+        Some(r) => format!(" ({r})"),
+        None => String::new(),
+    };
+    let _ = writeln!(out, "status    {}{cancel}{why}", doc.status);
+    if let Some(old) = &doc.retry_of {
+        let _ = writeln!(out, "retry of  {old}");
+    }
+    for new in &doc.retried_by {
+        let _ = writeln!(out, "retried   by run {new}");
+    }
     let _ = writeln!(out, "created   {}", doc.created_at);
     if let Some(f) = &doc.finished_at {
         let took = run_duration(doc, now_ms)
@@ -504,6 +520,9 @@ pub(crate) mod tests {
             status,
             needs: needs.iter().map(|s| (*s).to_owned()).collect(),
             waiting_for: None,
+            reason: None,
+            message: None,
+            reused_from: None,
             attempts,
         }
     }
@@ -540,6 +559,9 @@ pub(crate) mod tests {
             started_at: Some(at(100)),
             finished_at: Some(at(42_250)),
             cancel_requested: false,
+            reason: None,
+            retry_of: None,
+            retried_by: Vec::new(),
             rev: 17,
             nodes,
         }
@@ -595,6 +617,36 @@ pub(crate) mod tests {
             n.waiting_for = Some("no online agent has the label env=prod".into());
         }
         insta::assert_snapshot!(show_run(&doc, None, T0 + 60_000));
+    }
+
+    #[test]
+    fn show_names_kept_nodes_the_retry_link_and_why_a_node_had_no_agent() {
+        let mut doc = failed_run();
+        doc.id = "0193a1b2-again".into();
+        doc.status = RunState::Error;
+        doc.reason = Some(Reason::Timeout);
+        doc.retry_of = Some("0193a1b2-run".into());
+        doc.retried_by = vec!["0193a1b2-third".into()];
+        if let Some(n) = doc.nodes.get_mut("checkout") {
+            n.attempts.clear();
+            n.reused_from = Some("0193a1b2-run".into());
+        }
+        if let Some(n) = doc.nodes.get_mut("test") {
+            n.status = NodeState::Error;
+            n.attempts.clear();
+            n.reason = Some(Reason::NoAgent);
+            n.message = Some(
+                "no agent claimed it within 1h: no online agent implementing \"shell\" has \
+                 all of the labels gpu=yes"
+                    .into(),
+            );
+        }
+        let order = vec![
+            "checkout".to_owned(),
+            "test".to_owned(),
+            "deploy".to_owned(),
+        ];
+        insta::assert_snapshot!(show_run(&doc, Some(&order), T0 + 60_000));
     }
 
     #[test]

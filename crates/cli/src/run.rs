@@ -63,19 +63,57 @@ pub async fn run(
             version: Some(version.version),
         })
         .await?;
-    if args.detach {
-        if args.json {
+    watch(
+        client,
+        doc,
+        loaded.node_order(),
+        Watch {
+            json: args.json,
+            detach: args.detach,
+        },
+        on_interrupt,
+        interrupt,
+    )
+    .await
+}
+
+/// How a started run is followed: the `--json` and `--detach` flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Watch {
+    /// Print the final run document as JSON on stdout.
+    pub(crate) json: bool,
+    /// Print the run and return at once.
+    pub(crate) detach: bool,
+}
+
+/// Follows a run that was just started (`baton run`, `baton runs retry`) until it ends,
+/// showing nodes in `order`: exit 0 for `success`, 1 otherwise. With `detach`, prints the
+/// run (its id, or with `json` its document) and returns at once.
+pub(crate) async fn watch(
+    client: &Client,
+    doc: RunDoc,
+    order: Vec<String>,
+    how: Watch,
+    on_interrupt: OnInterrupt,
+    interrupt: &CancellationToken,
+) -> Result<Exit, CliError> {
+    if how.detach {
+        if how.json {
             print_json(&doc)?;
         } else {
             write_stdout(&format!("{}\n", doc.id))?;
         }
         return Ok(Exit::Success);
     }
+    let retry_of = doc
+        .retry_of
+        .as_deref()
+        .map_or_else(String::new, |old| format!(", a retry of run {old}"));
     say(&format!(
-        "run {} of workflow {} version {}",
+        "run {} of workflow {} version {}{retry_of}",
         doc.id, doc.workflow, doc.version
     ));
-    let mut progress = Progress::new(loaded.node_order(), std::io::stderr().is_terminal());
+    let mut progress = Progress::new(order.clone(), std::io::stderr().is_terminal());
     let followed = follow(client, doc, &mut progress, on_interrupt, interrupt).await;
     progress.finish();
     match followed? {
@@ -88,10 +126,10 @@ pub async fn run(
         }
         Followed::Ended(doc) => {
             if doc.status != RunState::Success {
-                print_failed_logs(client, &doc, &loaded.node_order()).await;
+                print_failed_logs(client, &doc, &order).await;
             }
             say(&summary_line(&doc, now_ms()));
-            if args.json {
+            if how.json {
                 print_json(&doc)?;
             }
             Ok(if doc.status == RunState::Success {
@@ -160,7 +198,8 @@ async fn print_failed_logs(client: &Client, doc: &RunDoc, order: &[String]) {
             continue;
         }
         let Some(last) = node.attempts.last() else {
-            say(&format!("==> {id}: {} (never started)", node.status));
+            let why = node.message.as_deref().unwrap_or("never started");
+            say(&format!("==> {id}: {} ({why})", node.status));
             continue;
         };
         let how = match (last.exit_code, &last.message, last.reason) {

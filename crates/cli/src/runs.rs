@@ -1,24 +1,31 @@
-//! `baton runs list | show | logs | cancel`.
+//! `baton runs list | show | logs | cancel | retry`.
 
 use std::io::Write as _;
 use std::time::Duration;
 
-use baton_api::{LogQuery, RunDoc, RunFilter};
+use baton_api::{LogQuery, RetryRun, RunDoc, RunFilter};
+use tokio_util::sync::CancellationToken;
 
 use crate::args::RunsCommand;
 use crate::client::Client;
 use crate::exit::{CliError, Exit};
 use crate::live::say;
 use crate::logs::LogWriter;
-use crate::output::{now_ms, print_json, runs_table, show_run, write_stdout};
+use crate::output::{node_order, now_ms, print_json, runs_table, show_run, write_stdout};
+use crate::run::{OnInterrupt, Watch, watch};
 
 /// How long `runs logs --follow` waits for the run to change before it looks for new output.
 ///
 /// Log appends do not bump the run's `rev`, so new output is looked for at least this often.
 const FOLLOW_WAIT: Duration = Duration::from_millis(500);
 
-/// Runs one `baton runs` subcommand.
-pub async fn runs(cmd: &RunsCommand, client: &Client) -> Result<Exit, CliError> {
+/// Runs one `baton runs` subcommand. `interrupt` is canceled on the first Ctrl-C: a
+/// subcommand that follows a run then stops following it.
+pub async fn runs(
+    cmd: &RunsCommand,
+    client: &Client,
+    interrupt: &CancellationToken,
+) -> Result<Exit, CliError> {
     match cmd {
         RunsCommand::List {
             workflow,
@@ -56,7 +63,42 @@ pub async fn runs(cmd: &RunsCommand, client: &Client) -> Result<Exit, CliError> 
             run, node, follow, ..
         } => logs(client, run, node.as_deref(), *follow).await,
         RunsCommand::Cancel { run, json, .. } => cancel(client, run, *json).await,
+        RunsCommand::Retry {
+            run,
+            from,
+            json,
+            detach,
+            ..
+        } => {
+            let how = Watch {
+                json: *json,
+                detach: *detach,
+            };
+            retry(client, run, from.as_deref(), how, interrupt).await
+        }
     }
+}
+
+/// `baton runs retry RUN [--from NODE]`: starts the re-run and follows it like `baton run`.
+async fn retry(
+    client: &Client,
+    run: &str,
+    from: Option<&str>,
+    how: Watch,
+    interrupt: &CancellationToken,
+) -> Result<Exit, CliError> {
+    let body = RetryRun {
+        from: from.map(str::to_owned),
+    };
+    let doc = client.retry_run(run, &body).await?;
+    let order = match definition_order(client, &doc).await {
+        Some(order) => order,
+        None => node_order(&doc, None)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    };
+    watch(client, doc, order, how, OnInterrupt::Detach, interrupt).await
 }
 
 /// Node ids in the order of the workflow file the run was made from; `None` when the

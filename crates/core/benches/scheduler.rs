@@ -56,7 +56,8 @@ fn drive(mut m: RunMachine, mut ready: Vec<NodeIdx>) -> usize {
     let mut events = 0;
     while let Some(i) = ready.pop() {
         for event in [Event::Claim(i), Event::Start(i, 1)] {
-            m.apply(event, 0.5).expect("a ready node can be claimed and started");
+            m.apply(event, 0.5)
+                .expect("a ready node can be claimed and started");
         }
         let fx = m
             .apply(Event::End(i, 1, success()), 0.5)
@@ -85,7 +86,9 @@ fn compile(c: &mut Criterion) {
     let (_, wf) = workflow();
     let mut g = c.benchmark_group("dag");
     g.throughput(Throughput::Elements(NODES as u64));
-    g.bench_function("compile_10k_nodes", |b| b.iter(|| Dag::compile(black_box(&wf))));
+    g.bench_function("compile_10k_nodes", |b| {
+        b.iter(|| Dag::compile(black_box(&wf)))
+    });
     g.finish();
 }
 

@@ -241,17 +241,23 @@ fn workflow_retry_is_every_nodes_default_and_a_node_retry_replaces_it() {
             lost_attempts: 2,
         }
     );
-    assert_eq!(node(&wf, "c").retry, workflow_policy, "null keeps the default");
+    assert_eq!(
+        node(&wf, "c").retry,
+        workflow_policy,
+        "null keeps the default"
+    );
 }
 
 #[test]
 fn workflow_timeout_is_the_run_timeout_and_node_timeout_stays_per_attempt() {
-    let wf = parse(
-        "name: r\ntimeout: 1h\nnodes:\n  a: {run: x, timeout: 10m}\n  b: {run: x}\n",
-    );
+    let wf = parse("name: r\ntimeout: 1h\nnodes:\n  a: {run: x, timeout: 10m}\n  b: {run: x}\n");
     assert_eq!(wf.timeout_ms, Some(3_600_000));
     assert_eq!(node(&wf, "a").timeout_ms, Some(600_000));
-    assert_eq!(node(&wf, "b").timeout_ms, None, "the run timeout is not a node default");
+    assert_eq!(
+        node(&wf, "b").timeout_ms,
+        None,
+        "the run timeout is not a node default"
+    );
     assert_eq!(parse("name: r\nnodes:\n  a: {run: x}\n").timeout_ms, None);
 }
 

@@ -1,8 +1,9 @@
 //! Who is calling: extractors that turn the bearer token into a principal of the right kind.
 //!
-//! Nothing is cached: every request looks its token up (the server's own two tokens in
-//! memory, agent tokens with one indexed query), so a deregistered agent's token stops
-//! working on its very next request.
+//! The server's own two tokens are compared in memory; agent tokens are the store's to
+//! look up. The SQLite store answers a token it found valid from memory and forgets every
+//! remembered token when an agent registers or deregisters, so a deregistered agent's
+//! token still stops working on its very next request.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;

@@ -1,8 +1,11 @@
-//! Wake-ups for held requests: "work may be claimable" and "some run changed".
+//! Wake-ups for held requests: "work may be claimable", "an agent may have attempts to
+//! cancel" and "some run changed".
 //!
 //! A held request arms its wake-up *before* it looks at the store (`Notified::enable`),
 //! so a change that lands between the look and the wait still wakes it: no lost wake-up,
 //! and no polling interval. The cost is a spurious look now and then, which is one query.
+//! Claims of agents with no free slot wait only for cancels, so that the steady stream
+//! of "work is ready" wake-ups under load never reaches them.
 
 use std::pin::Pin;
 
@@ -15,12 +18,19 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Default)]
 pub(crate) struct Wake {
     work: Notify,
+    cancels: Notify,
     runs: Notify,
 }
 
 impl Wake {
     /// Nodes may have become claimable, or an agent's attempts were canceled.
     pub(crate) fn work_changed(&self) {
+        self.work.notify_waiters();
+        self.cancels.notify_waiters();
+    }
+
+    /// Nodes may have become claimable (and nothing was canceled).
+    pub(crate) fn work_ready(&self) {
         self.work.notify_waiters();
     }
 
@@ -32,6 +42,12 @@ impl Wake {
     /// The wake-up for claimable work; arm it with [`arm`] before looking at the store.
     pub(crate) fn work(&self) -> &Notify {
         &self.work
+    }
+
+    /// The wake-up for cancels (a subset of [`work`](Self::work)'s events); arm it with
+    /// [`arm`] before looking at the store.
+    pub(crate) fn cancels(&self) -> &Notify {
+        &self.cancels
     }
 
     /// The wake-up for run changes; arm it with [`arm`] before looking at the store.
@@ -85,6 +101,24 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(3600);
         let woken = wait(armed, far, &CancellationToken::new()).await;
         assert_eq!(woken, Woken::Notified);
+    }
+
+    #[tokio::test]
+    async fn ready_work_does_not_wake_cancel_waiters() {
+        let wake = Wake::default();
+        let mut cancels = std::pin::pin!(wake.cancels().notified());
+        arm(cancels.as_mut());
+        let mut work = std::pin::pin!(wake.work().notified());
+        arm(work.as_mut());
+        wake.work_ready();
+        let soon = Instant::now() + Duration::from_millis(20);
+        let token = CancellationToken::new();
+        assert_eq!(wait(work, soon, &token).await, Woken::Notified);
+        assert_eq!(wait(cancels.as_mut(), soon, &token).await, Woken::Timeout);
+        // A change that may cancel attempts reaches both.
+        wake.work_changed();
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(wait(cancels, far, &token).await, Woken::Notified);
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@
 //! freely.
 
 mod attempts;
+mod batch;
 mod deadlines;
 mod race;
 mod replay;
@@ -30,6 +31,7 @@ mod scheduling;
 mod service;
 
 pub use attempts::*;
+pub use batch::*;
 pub use deadlines::*;
 pub use race::*;
 pub use replay::*;
@@ -141,6 +143,9 @@ macro_rules! conformance_tests {
             retry_from_reruns_the_node_and_below,
             retry_refuses_live_runs_and_unknown_names,
             late_output_is_refused_once_the_attempt_is_not_current,
+            report_batch_hands_out_what_it_made_ready,
+            report_batch_answers_each_report,
+            report_batch_wakes_for_nodes_it_cannot_take,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

@@ -78,6 +78,19 @@ pub struct Reported {
     pub woke: bool,
 }
 
+/// What a batch of reports did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchReported {
+    /// One per report, in order; `None` when the attempt is not the agent's current one
+    /// (what [`Store::report`](crate::Store::report) refuses as `Stale`).
+    pub reports: Vec<Option<Reported>>,
+    /// Attempts handed out for the slots the reports freed.
+    pub assignments: Vec<Assignment>,
+    /// True when nodes the reports made claimable now are still ready after the claim:
+    /// other agents should look.
+    pub woke: bool,
+}
+
 /// What a reaping pass did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reaped {

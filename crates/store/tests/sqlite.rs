@@ -85,7 +85,8 @@ async fn a_version_1_database_upgrades_and_keeps_its_runs() {
         let conn = rusqlite::Connection::open(&path).expect("raw open");
         conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
             .expect("schema 1");
-        conn.pragma_update(None, "user_version", 1).expect("version");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
     }
     let clock = TestClock::new();
     let run = {
@@ -119,7 +120,9 @@ async fn deadline_queries_use_their_indexes() {
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(3))
             .expect("plan rows");
-        rows.map(|r| r.expect("plan row")).collect::<Vec<_>>().join("; ")
+        rows.map(|r| r.expect("plan row"))
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     // The deadline pass runs about once a second on a busy server: none of its queries may
     // scan a table.

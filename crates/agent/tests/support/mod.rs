@@ -98,12 +98,25 @@ impl TestAgent {
         slots: u32,
         grace: Duration,
     ) -> TestAgent {
+        Self::spawn_with(servers, token, name, |mut config| {
+            config.slots = slots;
+            config.shutdown_grace = grace;
+            config
+        })
+    }
+
+    /// An agent with a test work root and labels, and whatever else `adjust` sets.
+    pub(crate) fn spawn_with(
+        servers: Vec<String>,
+        token: &str,
+        name: &str,
+        adjust: impl FnOnce(AgentConfig) -> AgentConfig,
+    ) -> TestAgent {
         let work_root = tempfile::tempdir().expect("work root");
         let mut config = AgentConfig::new(servers, token.to_owned(), name.to_owned());
-        config.slots = slots;
-        config.shutdown_grace = grace;
         config.work_root = work_root.path().join("work");
         config.labels = BTreeMap::from([("test".to_owned(), "yes".to_owned())]);
+        let config = adjust(config);
         let stop = CancellationToken::new();
         let task = tokio::spawn(baton_agent::run(config, stop.clone()));
         TestAgent {

@@ -69,7 +69,7 @@ fn server_killed_at_random_moments_loses_nothing_acknowledged() {
                     Some(id) => acked.lock().unwrap().push(id),
                     None => refused += 1,
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(20));
             }
             refused
         })
@@ -91,7 +91,10 @@ fn server_killed_at_random_moments_loses_nothing_acknowledged() {
     stop.store(true, Ordering::Relaxed);
     let refused = creator.join().expect("creator thread");
     let acked = acked.lock().unwrap().clone();
-    assert!(!acked.is_empty(), "no run was acknowledged during the chaos");
+    assert!(
+        !acked.is_empty(),
+        "no run was acknowledged during the chaos"
+    );
 
     let mut lost_attempts = 0;
     let mut duplicate_successes = 0;
@@ -131,7 +134,9 @@ fn post_run(url: &str, admin: &str, workflow: &str) -> Option<String> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     let body = format!(r#"{{"workflow":"{workflow}"}}"#);
     let req = format!(
         "POST /api/v1/runs HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\

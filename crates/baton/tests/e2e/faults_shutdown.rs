@@ -63,7 +63,10 @@ nodes:
     assert_eq!(c.agent_status("leaving").as_deref(), Some("gone"));
     let doc = c.run_api(&id).unwrap();
     let quick = &doc["nodes"]["quick"]["attempts"][0];
-    assert_eq!(quick["status"], "success", "finished within the grace: {doc}");
+    assert_eq!(
+        quick["status"], "success",
+        "finished within the grace: {doc}"
+    );
     let slow_first = &doc["nodes"]["slow"]["attempts"][0];
     assert_eq!(slow_first["status"], "canceled", "{doc}");
     assert_eq!(slow_first["reason"], "shutdown");
@@ -185,5 +188,8 @@ fn node_timeout_kills_the_whole_process_group() {
     assert_eq!(attempts.len(), 1, "no retry on timeout by default");
     assert_eq!(attempts[0]["status"], "error");
     assert_eq!(attempts[0]["reason"], "timeout");
-    assert!(!pid_alive(child), "the background child outlived the timeout");
+    assert!(
+        !pid_alive(child),
+        "the background child outlived the timeout"
+    );
 }

@@ -7,4 +7,6 @@ mod faults;
 mod faults_agent;
 mod faults_server;
 mod faults_shutdown;
+mod plugins;
+mod rerun;
 mod util;

@@ -320,9 +320,9 @@ impl Cluster {
                 cmd.stderr(Stdio::inherit());
             }
         }
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!("spawn agent {name} ({:?}): {e}", spec.wrapper.first())
-        });
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn agent {name} ({:?}): {e}", spec.wrapper.first()));
         self.agents.insert(name.to_string(), Proc(child));
     }
 

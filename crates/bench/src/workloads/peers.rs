@@ -1,5 +1,5 @@
-//! W1–W4 of shared/ANCHORS.md, as Celery, Prefect, Airflow and apalis were run on this
-//! machine, so Baton's figures sit beside theirs.
+//! W1–W4: the workloads Celery, Prefect, Airflow and apalis were measured with on a machine
+//! like ours, so that Baton's figures sit beside theirs.
 
 use anyhow::Result;
 

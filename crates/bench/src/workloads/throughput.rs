@@ -24,17 +24,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
     let name = format!("independent-{n}");
     let label = format!("{n} noop in one run, {AGENTS} agents");
     ctx.progress(&label);
-    apply_and_warm(
-        api,
-        "warm-up",
-        graphs::independent("warm-up", 100, Step::Noop),
-    )
-    .await?;
-    api.apply(
-        &format!("{name}.yaml"),
-        graphs::independent(&name, n, Step::Noop),
-    )
-    .await?;
+    apply_and_warm(api, &name, graphs::independent(&name, n, Step::Noop)).await?;
     for _ in 0..ctx.repeats {
         let before = Cpu::of(&cluster)?;
         let (_, wall) = timed_run(api, &name).await?;

@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use baton_api::{
     AppendLogs, AttemptRef, ClaimRequest, ClaimResponse, Heartbeat, HeartbeatResponse,
-    RegisterAgent, Registered, Report, ReportResponse, StartAttempt,
+    RegisterAgent, Registered, Report, ReportBatch, ReportBatchResponse, ReportResponse,
+    ReportResult, StartAttempt,
 };
 use baton_core::AttemptState;
 use tokio::time::Instant;
@@ -22,6 +23,8 @@ use crate::wake::{self, Woken};
 
 /// The longest a claim is held.
 const MAX_CLAIM_WAIT_MS: u64 = 60_000;
+/// Most reports in one batch.
+const MAX_BATCH: usize = 1_000;
 
 pub(crate) async fn register(
     _: Enroll,
@@ -58,8 +61,15 @@ pub(crate) async fn claim(
 ) -> Result<Json<ClaimResponse>, ApiError> {
     let store = state.store();
     let deadline = Instant::now() + Duration::from_millis(body.wait_ms.min(MAX_CLAIM_WAIT_MS));
+    // With no free slot only cancels matter: nodes becoming ready, which happens all
+    // the time under load, must not make every full agent's claim look again.
+    let channel = if body.max == 0 {
+        state.wake().cancels()
+    } else {
+        state.wake().work()
+    };
     loop {
-        let mut woken = pin!(state.wake().work().notified());
+        let mut woken = pin!(channel.notified());
         wake::arm(woken.as_mut());
         let looked_at = store.now_ms();
         let claimed = store.claim(&agent.id, body.max, state.lease_ms()).await?;
@@ -152,11 +162,65 @@ pub(crate) async fn report(
         // An ending other than success may have scheduled a retry after a back-off, which
         // `woke` does not cover: held claims must look again to learn when it falls due.
         if reported.woke || reported.outcome.state != AttemptState::Success {
-            state.wake().work_changed();
+            state.wake().work_ready();
         }
     }
     Ok(Json(ReportResponse {
         outcome: reported.outcome,
+    }))
+}
+
+/// `POST /agent/reports`: several reports and a claim for the slots they free, answered at
+/// once (the claim part never waits).
+pub(crate) async fn report_batch(
+    agent: Agent,
+    State(state): State<AppState>,
+    Json(body): Json<ReportBatch>,
+) -> Result<Json<ReportBatchResponse>, ApiError> {
+    if body.reports.is_empty() {
+        return Err(ApiError::bad_request("a batch needs at least one report"));
+    }
+    if body.reports.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds at most {MAX_BATCH} reports"
+        )));
+    }
+    if let Some(r) = body.reports.iter().find(|r| !r.outcome.state.is_terminal()) {
+        return Err(ApiError::bad_request(format!(
+            "a report must end the attempt; {:?} (attempt {}) is not an ending",
+            r.outcome.state.as_str(),
+            r.attempt_id
+        )));
+    }
+    // Only the reported attempts' slots are known to be free.
+    let want = body
+        .want
+        .min(u32::try_from(body.reports.len()).unwrap_or(u32::MAX));
+    let done = state
+        .store()
+        .report_batch(&agent.id, &body.reports, want, state.lease_ms())
+        .await?;
+    let fresh = || done.reports.iter().flatten().filter(|r| !r.duplicate);
+    if fresh().next().is_some() || !done.assignments.is_empty() {
+        state.wake().run_changed();
+    }
+    // As for a single report: an ending other than success may have scheduled a retry
+    // after a back-off, which held claims must learn the time of.
+    if done.woke || fresh().any(|r| r.outcome.state != AttemptState::Success) {
+        state.wake().work_ready();
+    }
+    let results = body
+        .reports
+        .iter()
+        .zip(&done.reports)
+        .map(|(sent, stored)| ReportResult {
+            attempt_id: sent.attempt_id,
+            outcome: stored.as_ref().map(|r| r.outcome),
+        })
+        .collect();
+    Ok(Json(ReportBatchResponse {
+        results,
+        assignments: done.assignments,
     }))
 }
 

@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/agent/heartbeat", post(agent_protocol::heartbeat))
         .route("/agent/attempts/{id}/start", post(agent_protocol::start))
         .route("/agent/attempts/{id}/report", post(agent_protocol::report))
+        .route("/agent/reports", post(agent_protocol::report_batch))
         .route(
             "/agent/attempts/{id}/logs",
             post(agent_protocol::logs).layer(DefaultBodyLimit::max(LOG_BODY_LIMIT)),

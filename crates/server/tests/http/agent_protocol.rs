@@ -270,3 +270,66 @@ async fn log_chunks_are_stored_and_read_back() {
         "a repeated seq is stored once: {page}"
     );
 }
+
+#[tokio::test]
+async fn a_report_batch_answers_each_report_and_hands_out_the_next_node() {
+    let app = App::new().await;
+    app.apply(CHAIN).await;
+    let run = app.create_run("chain").await;
+    let id = run["id"].as_str().unwrap();
+    let agent = app.register("batcher").await;
+    let work = app.claim_one(&agent).await;
+
+    let ok = json!({"state": "success", "reason": "exit", "exit_code": 0});
+    let (status, answer) = app
+        .call(
+            Method::POST,
+            "/api/v1/agent/reports",
+            Some(&agent.token),
+            Some(json!({
+                "reports": [
+                    {"attempt_id": work["attempt_id"], "fence": work["fence"], "outcome": ok},
+                    {"attempt_id": 999_999, "fence": 1, "outcome": ok},
+                ],
+                "want": 2,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"][0]["attempt_id"], work["attempt_id"]);
+    assert_eq!(
+        answer["results"][0]["outcome"]["state"], "success",
+        "{answer}"
+    );
+    assert_eq!(answer["results"][1]["attempt_id"], 999_999);
+    assert!(
+        answer["results"][1].get("outcome").is_none(),
+        "stale: {answer}"
+    );
+    let next = answer["assignments"].as_array().unwrap();
+    assert_eq!(next.len(), 1, "{answer}");
+    assert_eq!(next[0]["node"], "b");
+    let doc = app.run(id).await;
+    assert_eq!(node_status(&doc, "a"), "success", "{doc}");
+    assert_eq!(node_status(&doc, "b"), "pending", "{doc}");
+}
+
+#[tokio::test]
+async fn empty_batches_and_reports_that_do_not_end_are_bad_requests() {
+    let app = App::new().await;
+    let agent = app.register("worker").await;
+    for body in [
+        json!({"reports": [], "want": 1}),
+        json!({"reports": [{"attempt_id": 1, "fence": 1, "outcome": {"state": "running", "reason": "exit"}}]}),
+    ] {
+        let (status, answer) = app
+            .call(
+                Method::POST,
+                "/api/v1/agent/reports",
+                Some(&agent.token),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+}

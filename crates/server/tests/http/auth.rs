@@ -20,6 +20,7 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/api/v1/runs", Some(json!({"workflow": "x"}))),
         (Method::GET, "/api/v1/runs/r", None),
         (Method::POST, "/api/v1/runs/r/cancel", None),
+        (Method::POST, "/api/v1/runs/r/retry", Some(json!({}))),
         (Method::GET, "/api/v1/runs/r/logs", None),
         (Method::GET, "/api/v1/runs/r/artifacts", None),
         (Method::GET, "/api/v1/runs/r/artifacts/n/1/f", None),
@@ -55,6 +56,13 @@ fn agent_routes() -> Vec<(Method, &'static str, Option<Value>)> {
             Method::POST,
             "/api/v1/agent/attempts/1/logs",
             Some(json!({"fence": 1, "seq": 0, "stream": "stdout", "data": "x"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/agent/reports",
+            Some(
+                json!({"reports": [{"attempt_id": 1, "fence": 1, "outcome": {"state": "success", "reason": "exit", "exit_code": 0}}], "want": 1}),
+            ),
         ),
         (Method::POST, "/api/v1/agent/deregister", None),
     ]

@@ -4,6 +4,7 @@
 mod agent_protocol;
 mod artifacts;
 mod auth;
+mod rerun;
 mod runs;
 mod server;
 mod support;

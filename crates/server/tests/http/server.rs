@@ -20,9 +20,16 @@ struct Running {
 
 impl Running {
     async fn start(data_dir: &Path, lease_ms: u64) -> Result<Running> {
+        Running::start_with(data_dir, |c| c.lease_ms = lease_ms).await
+    }
+
+    async fn start_with(
+        data_dir: &Path,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Result<Running> {
         let mut config = ServerConfig::new(data_dir.to_path_buf());
         config.listen = "127.0.0.1:0".parse()?;
-        config.lease_ms = lease_ms;
+        adjust(&mut config);
         let shutdown = CancellationToken::new();
         let server = Server::start(config, shutdown.clone()).await?;
         Ok(Running {
@@ -212,5 +219,129 @@ async fn an_attempt_whose_lease_runs_out_is_lost_and_its_node_retried() -> Resul
         );
         rev = doc["rev"].as_i64().unwrap();
     }
+    running.stop().await
+}
+
+impl Running {
+    /// Follows a run with held reads until `done` holds for its document.
+    async fn wait_run(&self, id: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut rev = 0;
+        loop {
+            let (status, doc) = self
+                .get(&format!("/api/v1/runs/{id}?wait_after={rev}&wait_ms=5000"))
+                .await?;
+            assert_eq!(status, StatusCode::OK, "{doc}");
+            if done(&doc) {
+                return Ok(doc);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the run never got there: {doc}"
+            );
+            rev = doc["rev"].as_i64().unwrap_or(0);
+        }
+    }
+
+    /// Applies `source` and starts a run of workflow `name`; returns the run id.
+    async fn start_run(&self, name: &str, source: &str) -> Result<String> {
+        let admin = self.server.admin_token().to_owned();
+        let (status, body) = self
+            .post(
+                "/api/v1/workflows",
+                &admin,
+                json!({"filename": "w.yaml", "source": source}),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, run) = self
+            .post("/api/v1/runs", &admin, json!({"workflow": name}))
+            .await?;
+        assert_eq!(status, StatusCode::CREATED, "{run}");
+        Ok(run["id"].as_str().unwrap_or_default().to_owned())
+    }
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_ends_error_and_a_held_claim_learns_of_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let running = Running::start(&dir.path().join("data"), 15_000).await?;
+    let id = running
+        .start_run(
+            "slow",
+            "name: slow\ntimeout: 1s\nnodes:\n  a: {run: sleep 60}\n  b: {run: x, needs: [a]}\n",
+        )
+        .await?;
+    let enroll = running.server.enroll_token().to_owned();
+    let (_, agent) = running
+        .post(
+            "/api/v1/agent/register",
+            &enroll,
+            json!({"name": "w", "slots": 1, "functions": ["shell"]}),
+        )
+        .await?;
+    let token = agent["token"].as_str().unwrap_or_default().to_owned();
+    let (_, claimed) = running
+        .post(
+            "/api/v1/agent/claim",
+            &token,
+            json!({"max": 1, "wait_ms": 0}),
+        )
+        .await?;
+    let work = claimed["assignments"][0].clone();
+    assert_eq!(work["node"], "a", "{claimed}");
+
+    // A claim with no free slot is held until something concerns the agent: here, the
+    // run's timeout.
+    let (status, held) = running
+        .post(
+            "/api/v1/agent/claim",
+            &token,
+            json!({"max": 0, "wait_ms": 30_000}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{held}");
+    assert_eq!(held["cancel"], json!([work["attempt_id"]]), "{held}");
+    let doc = running.wait_run(&id, |d| d["reason"] == "timeout").await?;
+    assert_eq!(doc["nodes"]["b"]["status"], "canceled", "{doc}");
+
+    let (status, answer) = running
+        .post(
+            &format!("/api/v1/agent/attempts/{}/report", work["attempt_id"]),
+            &token,
+            json!({"fence": work["fence"], "outcome": {"state": "canceled", "reason": "canceled"}}),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"]["state"], "error", "{answer}");
+    assert_eq!(answer["outcome"]["reason"], "timeout", "{answer}");
+    let doc = running.wait_run(&id, |d| d["status"] == "error").await?;
+    assert_eq!(doc["reason"], "timeout", "{doc}");
+    assert_eq!(
+        doc["nodes"]["a"]["attempts"][0]["reason"], "timeout",
+        "{doc}"
+    );
+    running.stop().await
+}
+
+#[tokio::test]
+async fn a_node_nobody_claims_ends_error_after_the_servers_queue_timeout() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let running =
+        Running::start_with(&dir.path().join("data"), |c| c.queue_timeout_ms = 300).await?;
+    let id = running
+        .start_run(
+            "gpu",
+            "name: gpu\nnodes:\n  train: {run: x, selector: {gpu: 'yes'}}\n  \
+             report: {run: x, needs: [train]}\n",
+        )
+        .await?;
+    let doc = running.wait_run(&id, |d| d["status"] == "error").await?;
+    let train = &doc["nodes"]["train"];
+    assert_eq!(train["status"], "error", "{doc}");
+    assert_eq!(train["reason"], "no_agent", "{doc}");
+    let message = train["message"].as_str().unwrap_or_default();
+    assert!(message.contains("300ms"), "{message}");
+    assert_eq!(doc["nodes"]["report"]["status"], "skipped", "{doc}");
     running.stop().await
 }

@@ -1,5 +1,6 @@
 //! In-memory caches of things that never change once written: compiled workflow
-//! versions, requirement rows, and which requirements each agent meets.
+//! versions, requirement rows, and which requirements each agent meets; and of valid
+//! agent tokens, dropped whenever an agent is registered or deregistered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -47,6 +48,20 @@ pub(crate) struct Cache {
     versions: Mutex<HashMap<String, Arc<Compiled>>>,
     requirements: Mutex<Vec<(i64, Requirement)>>,
     agents: Mutex<HashMap<String, AgentMatch>>,
+    tokens: Mutex<Tokens>,
+}
+
+/// Agent tokens found valid: token hash to agent id.
+///
+/// Every agent request authenticates, and an indexed read costs a blocking-pool hop and a
+/// read transaction; a hit here costs a map lookup. Registering and deregistering agents
+/// (the only ways an agent token stops working) clear it after their commit and bump the
+/// generation, so a lookup that read the database before that commit cannot put the old
+/// answer back.
+#[derive(Debug, Default)]
+struct Tokens {
+    generation: u64,
+    agents: HashMap<String, String>,
 }
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,6 +183,33 @@ impl Cache {
         }
         agent.upto = reqs.last().map_or(agent.upto, |r| r.0);
         Ok(agent.matched.clone())
+    }
+
+    /// The agent whose token has this hash, if a lookup found it valid since the last
+    /// registration change.
+    pub(crate) fn agent_token(&self, hash: &str) -> Option<String> {
+        guard(&self.tokens).agents.get(hash).cloned()
+    }
+
+    /// The token generation; read it before looking a token up in the database.
+    pub(crate) fn token_generation(&self) -> u64 {
+        guard(&self.tokens).generation
+    }
+
+    /// Remembers a valid agent token, unless registrations changed since `generation`
+    /// was read (the lookup may then have seen a token that is revoked by now).
+    pub(crate) fn remember_agent_token(&self, generation: u64, hash: String, agent_id: String) {
+        let mut tokens = guard(&self.tokens);
+        if tokens.generation == generation {
+            tokens.agents.insert(hash, agent_id);
+        }
+    }
+
+    /// Forgets every remembered token; called after a registration change committed.
+    pub(crate) fn forget_tokens(&self) {
+        let mut tokens = guard(&self.tokens);
+        tokens.generation += 1;
+        tokens.agents.clear();
     }
 
     /// Forgets an agent that left.

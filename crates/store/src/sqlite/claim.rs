@@ -46,6 +46,28 @@ pub(crate) fn claim(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Res
     if max == 0 {
         return Ok(out);
     }
+    let taken = take_ready(db, agent_id, max, lease_ms)?;
+    out.assignments = taken.assignments;
+    if out.assignments.len() < max as usize {
+        out.next_ready_at = next_ready_at(db, &taken.reqs)?;
+    }
+    Ok(out)
+}
+
+/// What [`take_ready`] handed out.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    pub(crate) assignments: Vec<Assignment>,
+    /// Row ids of the nodes taken, in the order of `assignments`.
+    pub(crate) node_ids: Vec<i64>,
+    /// The requirements the agent meets.
+    reqs: Vec<i64>,
+}
+
+/// Opens attempts for the agent on up to `max` ready nodes it can run, oldest first; the
+/// agent must be known to be registered.
+pub(crate) fn take_ready(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Result<Taken> {
+    let mut out = Taken::default();
     let reqs = db.cache.matching(db, agent_id)?;
     if reqs.is_empty() {
         return Ok(out);
@@ -69,6 +91,7 @@ pub(crate) fn claim(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Res
         };
         if let Some(a) = take(db, &mut runs, agent_id, &node, until)? {
             out.assignments.push(a);
+            out.node_ids.push(node.id);
         }
     }
     for (run, taken) in runs.values_mut() {
@@ -77,9 +100,7 @@ pub(crate) fn claim(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Res
             run.save(db)?;
         }
     }
-    if out.assignments.len() < max as usize {
-        out.next_ready_at = next_ready_at(db, &reqs)?;
-    }
+    out.reqs = reqs;
     Ok(out)
 }
 

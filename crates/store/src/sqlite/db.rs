@@ -1,6 +1,7 @@
 //! What every call gets: the open transaction, the caches, the settings, the time; and
 //! the mapping of driver errors to [`StoreError`].
 
+use std::cell::RefCell;
 use std::str::FromStr;
 
 use baton_core::UnknownState;
@@ -19,6 +20,9 @@ pub(crate) struct Db<'a> {
     pub(crate) cfg: &'a Config,
     /// The store's clock, read once per call.
     pub(crate) now: i64,
+    /// Nodes this call made claimable now (row ids), so a batch of reports can tell
+    /// whether its own claim took them all or other agents must be woken.
+    readied: RefCell<Vec<i64>>,
 }
 
 impl<'a> Db<'a> {
@@ -28,7 +32,18 @@ impl<'a> Db<'a> {
             cache,
             cfg,
             now,
+            readied: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Notes that the node with this row id became claimable now.
+    pub(crate) fn mark_readied(&self, node_id: i64) {
+        self.readied.borrow_mut().push(node_id);
+    }
+
+    /// The nodes this call made claimable now.
+    pub(crate) fn readied(&self) -> Vec<i64> {
+        self.readied.borrow().clone()
     }
 }
 

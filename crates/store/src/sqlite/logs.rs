@@ -27,6 +27,20 @@ fn stream_of(name: &str) -> Stream {
     }
 }
 
+/// The attempt a chunk is for, as `append` reads it.
+struct Target {
+    owner: String,
+    fence: i64,
+    run_id: String,
+    number: u32,
+    used: i64,
+    idx: u32,
+    status: AttemptState,
+    reason: Option<Reason>,
+    /// The attempt is its node's newest.
+    current: bool,
+}
+
 /// Appends a chunk; a repeated `seq` is ignored.
 ///
 /// Chunks of the agent's own attempt are accepted even after it ended by its report, so
@@ -41,31 +55,42 @@ pub(crate) fn append(
     stream: Stream,
     data: &str,
 ) -> Result<()> {
-    let row: Option<(String, i64, String, u32, i64, u32, AttemptState, Option<Reason>, bool)> =
-        db.conn
-            .prepare_cached(
-                "SELECT a.agent_id, a.fence, a.run_id, a.number, a.log_bytes, n.idx, \
-                 a.status, a.reason, n.attempt_id IS a.id \
-                 FROM attempts a JOIN nodes n ON n.id = a.node_id WHERE a.id = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([at.attempt_id], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        state(r, 6)?,
-                        opt_state(r, 7)?,
-                        r.get(8)?,
-                    ))
+    let row = db
+        .conn
+        .prepare_cached(
+            "SELECT a.agent_id, a.fence, a.run_id, a.number, a.log_bytes, n.idx, \
+             a.status, a.reason, n.attempt_id IS a.id \
+             FROM attempts a JOIN nodes n ON n.id = a.node_id WHERE a.id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([at.attempt_id], |r| {
+                Ok(Target {
+                    owner: r.get(0)?,
+                    fence: r.get(1)?,
+                    run_id: r.get(2)?,
+                    number: r.get(3)?,
+                    used: r.get(4)?,
+                    idx: r.get(5)?,
+                    status: state(r, 6)?,
+                    reason: opt_state(r, 7)?,
+                    current: r.get(8)?,
                 })
-                .optional()
             })
-            .ctx("appending logs")?;
-    let Some((owner, fence, run_id, number, used, idx, status, reason, current)) = row else {
+            .optional()
+        })
+        .ctx("appending logs")?;
+    let Some(Target {
+        owner,
+        fence,
+        run_id,
+        number,
+        used,
+        idx,
+        status,
+        reason,
+        current,
+    }) = row
+    else {
         return Err(StoreError::Stale(at.attempt_id));
     };
     if owner != agent_id || fence != at.fence || !late::takes_output(status, reason, current) {

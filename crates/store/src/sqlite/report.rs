@@ -9,8 +9,8 @@ use baton_core::{AttemptDecision, NodeState, Outcome, Reason, RetryOn, decide_at
 use rusqlite::{OptionalExtension, params};
 
 use super::attempts::AttemptRow;
-use super::deadlines;
 use super::db::{Db, SqlResult, corrupt, state};
+use super::deadlines;
 use super::runs::RunRow;
 use crate::{Reaped, Reported, Result, StoreError};
 
@@ -170,6 +170,9 @@ pub(crate) fn end_attempt(
             set_node(db, attempt.node_id, NodeState::Ready, Some(ready_at), lost)?;
             run.counts.shift(node_state, NodeState::Ready, 1);
             woke = delay_ms == 0;
+            if woke {
+                db.mark_readied(attempt.node_id);
+            }
         }
         AttemptDecision::Finish(end) => {
             set_node(db, attempt.node_id, end, None, lost)?;
@@ -184,18 +187,21 @@ pub(crate) fn end_attempt(
                            ready_at = CASE WHEN remaining = 1 AND status = 'waiting' \
                                       THEN ?3 ELSE ready_at END \
                          WHERE run_id = ?1 AND idx = ?2 \
-                         RETURNING status",
+                         RETURNING status, id",
                     )
                     .ctx("releasing downstream nodes")?;
                 for &child in compiled.dag.children(idx) {
-                    let now_state: NodeState = release
-                        .query_row(params![run.id, child, now], |r| state(r, 0))
+                    let (now_state, child_id): (NodeState, i64) = release
+                        .query_row(params![run.id, child, now], |r| {
+                            Ok((state(r, 0)?, r.get(1)?))
+                        })
                         .ctx("releasing downstream nodes")?;
                     // Only a node that was waiting on this very need can be ready here:
                     // a ready node never has needs left.
                     if now_state == NodeState::Ready {
                         run.counts.shift(NodeState::Waiting, NodeState::Ready, 1);
                         woke = true;
+                        db.mark_readied(child_id);
                     }
                 }
             } else {

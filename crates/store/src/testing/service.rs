@@ -292,6 +292,8 @@ pub async fn tokens_authenticate_by_kind(h: Harness) {
     ));
 
     let first = agent_with_token(s, "b", &[], &[], "b-1").await;
+    // Looked up (and so possibly remembered) before the restart replaces it.
+    assert!(s.authenticate("b-1").await.expect("auth").is_some());
     let second = agent_with_token(s, "b", &[], &[], "b-2").await;
     assert_ne!(first, second);
     assert_eq!(
