@@ -14,7 +14,7 @@ use crate::config::AgentConfig;
 use crate::error::AgentError;
 use crate::registry::Registry;
 use crate::shared::Shared;
-use crate::{claim, heartbeat, shutdown};
+use crate::{claim, heartbeat, reports, shutdown};
 
 /// Runs an agent until `shutdown` is cancelled.
 ///
@@ -61,7 +61,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         shutdown::drain(&shared, &tracker, grace).await;
         beats_done.cancel();
     };
-    tokio::join!(work, heartbeat::run(&shared, &beats_done));
+    // The reporting loop outlives the drain: draining attempts wait on it for verdicts.
+    tokio::join!(
+        work,
+        heartbeat::run(&shared, &beats_done),
+        reports::run(&shared, &tracker, &beats_done),
+    );
     if let Some(e) = shared.take_fatal() {
         return Err(AgentError::Revoked(e));
     }

@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use baton_api::{Assignment, Report};
+use baton_api::{Assignment, AttemptReport};
 use baton_core::{Action, Reason};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifacts;
 use crate::backoff::Backoff;
-use crate::client::Client;
 use crate::functions::{self, Ended, Execution};
 use crate::logs::{self, LogBuffer};
 use crate::shared::Shared;
@@ -42,19 +41,13 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
                 attempt = a.attempt_id, node = %a.node, state = %outcome.state,
                 reason = %outcome.reason, "finished"
             );
-            let report = Report {
+            let report = AttemptReport {
+                attempt_id: a.attempt_id,
                 fence: a.fence,
                 outcome,
                 message,
             };
-            send_report(
-                &shared.client,
-                a.attempt_id,
-                &report,
-                &stop,
-                &shared.give_up,
-            )
-            .await;
+            shared.reports.send(report, &stop).await;
         }
         _ => tracing::info!(attempt = a.attempt_id, node = %a.node, "attempt dropped unreported"),
     }
@@ -137,50 +130,6 @@ async fn start(shared: &Shared, a: &Assignment, stop: &Stop) {
             }
             Err(e) => {
                 tracing::warn!(attempt = a.attempt_id, error = %e, "start not recorded");
-                return;
-            }
-        }
-    }
-}
-
-/// Reports until the server takes it or refuses it as stale. A finished result is kept
-/// through any outage; only the end of the shutdown grace or a stale verdict drops it.
-async fn send_report(
-    client: &Client,
-    attempt_id: i64,
-    report: &Report,
-    stop: &Stop,
-    give_up: &CancellationToken,
-) {
-    let mut backoff = Backoff::default();
-    loop {
-        match client.report(attempt_id, report).await {
-            Ok(answer) => {
-                if answer.outcome != report.outcome {
-                    tracing::info!(
-                        attempt = attempt_id, stored = %answer.outcome.state,
-                        "the server kept another ending for the attempt"
-                    );
-                }
-                return;
-            }
-            Err(e) if e.is_stale() => {
-                tracing::info!(attempt = attempt_id, "report refused as stale");
-                return;
-            }
-            Err(e) if e.is_retryable() => {
-                if give_up.is_cancelled() {
-                    tracing::warn!(attempt = attempt_id, error = %e, "shutting down; report not delivered");
-                    return;
-                }
-                if stop.reason() == Some(StopReason::Stale) {
-                    return;
-                }
-                tracing::warn!(attempt = attempt_id, error = %e, "sending report failed; retrying");
-                wait(&mut backoff, give_up).await;
-            }
-            Err(e) => {
-                tracing::error!(attempt = attempt_id, error = %e, "report rejected");
                 return;
             }
         }

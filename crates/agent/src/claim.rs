@@ -1,14 +1,16 @@
 //! The claim loop: one long poll outstanding at all times.
 //!
 //! The poll asks for as many attempts as there are free slots, possibly 0 so that cancels
-//! still arrive through it. When a slot frees while a `max: 0` poll is out, that poll is
-//! dropped and a new one asks for work at once. A poll with `max > 0` is never dropped for
-//! that, since an answer lost in flight would strand its attempts until their leases end.
+//! still arrive through it. Under load slots are mostly refilled by the answers to
+//! reports (`reports`), not by this poll. When a slot frees while a `max: 0` poll is out
+//! and stays free, that poll is dropped and a new one asks for work at once. A poll with
+//! `max > 0` is never dropped for that, since an answer lost in flight would strand its
+//! attempts until their leases end.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_api::{AttemptRef, ClaimRequest, ClaimResponse};
+use baton_api::{Assignment, AttemptRef, ClaimRequest, ClaimResponse};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -33,11 +35,24 @@ pub(crate) async fn run(shared: &Arc<Shared>, tracker: &TaskTracker) {
             wait_ms: CLAIM_WAIT_MS,
         };
         let sent = Instant::now();
-        let result = tokio::select! {
-            biased;
-            () = shared.stopping.cancelled() => return,
-            () = shared.held.freed(), if max == 0 => continue,
-            r = shared.client.claim(&request) => r,
+        let call = shared.client.claim(&request);
+        tokio::pin!(call);
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = shared.stopping.cancelled() => return,
+                // A slot may free only for a report's answer to fill it again at once:
+                // keep the poll (dropping it costs its connection) unless one is free.
+                () = shared.held.freed(), if max == 0 => {
+                    if shared.held.free_slots() > 0 {
+                        break None;
+                    }
+                }
+                r = &mut call => break Some(r),
+            }
+        };
+        let Some(result) = result else {
+            continue;
         };
         let response = match result {
             Ok(response) => response,
@@ -79,7 +94,17 @@ fn take(shared: &Arc<Shared>, tracker: &TaskTracker, response: ClaimResponse) ->
             news = true;
         }
     }
-    for a in response.assignments {
+    start_assignments(shared, tracker, response.assignments);
+    news
+}
+
+/// Holds each new attempt and starts its task on `tracker`.
+pub(crate) fn start_assignments(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    assignments: Vec<Assignment>,
+) {
+    for a in assignments {
         let stop = Stop::new();
         let r = AttemptRef {
             attempt_id: a.attempt_id,
@@ -94,7 +119,6 @@ fn take(shared: &Arc<Shared>, tracker: &TaskTracker, response: ClaimResponse) ->
             );
         }
     }
-    news
 }
 
 /// Waits `delay`, or less when a slot frees; true when the agent is stopping.

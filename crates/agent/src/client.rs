@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use baton_api::{
     API_PREFIX, AppendLogs, ClaimRequest, ClaimResponse, ErrorBody, Heartbeat, HeartbeatResponse,
-    RegisterAgent, Registered, Report, ReportResponse, StartAttempt,
+    RegisterAgent, Registered, ReportBatch, ReportBatchResponse, StartAttempt,
 };
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
@@ -100,20 +100,13 @@ impl Client {
             .map(drop)
     }
 
-    /// `POST /agent/attempts/{id}/report`.
-    pub(crate) async fn report(
+    /// `POST /agent/reports`.
+    pub(crate) async fn report_batch(
         &self,
-        attempt: i64,
-        body: &Report,
-    ) -> Result<ReportResponse, RequestError> {
-        let id = attempt.to_string();
-        self.json(
-            Method::POST,
-            &["attempts", &id, "report"],
-            body,
-            CALL_TIMEOUT,
-        )
-        .await
+        body: &ReportBatch,
+    ) -> Result<ReportBatchResponse, RequestError> {
+        self.json(Method::POST, &["reports"], body, CALL_TIMEOUT)
+            .await
     }
 
     /// `POST /agent/attempts/{id}/logs`.

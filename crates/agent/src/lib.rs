@@ -8,7 +8,8 @@
 //! - `claim`: the claim long poll, always one outstanding, asking for the free slots;
 //! - `heartbeat`: lease renewal, cancels and stale verdicts from the server, and killing
 //!   work whose lease could not be renewed in time;
-//! - `attempt`: one attempt's life (start, run, logs, artifacts, report with retries);
+//! - `attempt`: one attempt's life (start, run, logs, artifacts, report);
+//! - `reports`: reports sent in batches that also claim work for the slots they free;
 //! - `functions` and `exec`: the built-in functions ([`BUILTIN_FUNCTIONS`]) and running a
 //!   shell step in its own process group, with timeout and kill;
 //! - `function`, `call`, `plugins` and `registry`: functions written in Rust ([`Function`],
@@ -35,6 +36,7 @@ mod held;
 mod logs;
 mod plugins;
 mod registry;
+mod reports;
 mod shared;
 mod shutdown;
 mod stop;

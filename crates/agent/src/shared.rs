@@ -11,6 +11,7 @@ use crate::client::Client;
 use crate::error::RequestError;
 use crate::held::Held;
 use crate::registry::Registry;
+use crate::reports::Reports;
 
 pub(crate) struct Shared {
     /// Calls with the agent's own token.
@@ -20,6 +21,8 @@ pub(crate) struct Shared {
     /// What each `uses:` name means here.
     pub(crate) functions: Registry,
     pub(crate) held: Held,
+    /// Endings waiting to be sent in the next batch.
+    pub(crate) reports: Reports,
     /// Cancelled when the agent stops claiming: shutdown, or a fatal error.
     pub(crate) stopping: CancellationToken,
     /// Cancelled when the shutdown grace is over: retries end, each call gets one more try.
@@ -44,6 +47,7 @@ impl Shared {
             work_root,
             functions,
             held: Held::new(slots),
+            reports: Reports::new(),
             stopping,
             give_up: CancellationToken::new(),
             lease_ms: AtomicU64::new(lease_ms),

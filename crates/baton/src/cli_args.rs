@@ -233,6 +233,21 @@ mod tests {
     }
 
     #[test]
+    fn agents_and_up_take_a_plugins_dir() {
+        let Command::Agent(a) = parse(&["agent", "--server", "h", "--plugins", "p"])
+            .unwrap()
+            .command
+        else {
+            panic!("not an agent command");
+        };
+        assert_eq!(a.work.plugins, Some(PathBuf::from("p")));
+        let Command::Up(u) = parse(&["up", "--plugins", "q"]).unwrap().command else {
+            panic!("not an up command");
+        };
+        assert_eq!(u.work.plugins, Some(PathBuf::from("q")));
+    }
+
+    #[test]
     fn agent_flags_parse() {
         let cli = parse(&[
             "agent",

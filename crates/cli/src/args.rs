@@ -400,6 +400,7 @@ mod tests {
             data_dir: None,
             agents: None,
             slots: None,
+            plugins: None,
         }
     }
 
@@ -417,7 +418,8 @@ mod tests {
         let mut agents = run_args(Some("http://h"));
         agents.agents = Some(2);
         agents.slots = Some(2);
-        insta::assert_snapshot!(agents.check().unwrap_err(), @"only a self-contained run (without --server or BATON_SERVER) takes --agents, --slots");
+        agents.plugins = Some("plugins".into());
+        insta::assert_snapshot!(agents.check().unwrap_err(), @"only a self-contained run (without --server or BATON_SERVER) takes --agents, --slots, --plugins");
         let mut fine = run_args(Some("http://h"));
         fine.detach = true;
         assert!(fine.check().is_ok());

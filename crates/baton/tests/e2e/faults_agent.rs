@@ -487,3 +487,100 @@ fn agents_with_skewed_wall_clocks_cause_no_spurious_reaps() {
     assert_eq!(agents_used.len(), 2, "both skewed agents ran nodes");
     drop(groups);
 }
+
+#[test]
+fn repeated_late_and_stale_writes_change_nothing() {
+    let c = Cluster::start("1s");
+    // A hand-driven agent, so that every write can be sent twice, late or with a bad fence.
+    let enroll = std::fs::read_to_string(c.data_dir().join("agent.token")).unwrap();
+    let register = r#"{"name":"hand","labels":{},"slots":1,"functions":["shell"],"version":"0"}"#;
+    let (status, body) = c
+        .http(
+            "POST",
+            "/api/v1/agent/register",
+            Some(enroll.trim()),
+            Some(register),
+        )
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let registered: Value = serde_json::from_str(&body).unwrap();
+    let token = registered["token"].as_str().unwrap().to_string();
+    let call = |path: &str, body: &str| {
+        c.http(
+            "POST",
+            &format!("/api/v1/agent{path}"),
+            Some(&token),
+            Some(body),
+        )
+        .unwrap()
+    };
+
+    let file = write_file(
+        c.dir.path(),
+        "hand.yaml",
+        "name: hand\nnodes:\n  a: {run: 'true'}\n  b: {needs: [a], run: 'true'}\n",
+    );
+    let id = c.start_run(&file);
+    let (status, body) = call("/claim", r#"{"max":1,"wait_ms":10000}"#);
+    assert_eq!(status, 200, "{body}");
+    let claimed: Value = serde_json::from_str(&body).unwrap();
+    let a = &claimed["assignments"][0];
+    let (attempt, fence) = (
+        a["attempt_id"].as_i64().unwrap(),
+        a["fence"].as_i64().unwrap(),
+    );
+    let at = |what: &str| format!("/attempts/{attempt}/{what}");
+
+    let start = format!(r#"{{"fence":{fence}}}"#);
+    assert_eq!(call(&at("start"), &start).0, 204);
+    assert_eq!(
+        call(&at("start"), &start).0,
+        204,
+        "a repeated start is a no-op"
+    );
+    let bad_start = format!(r#"{{"fence":{}}}"#, fence + 1);
+    assert_eq!(call(&at("start"), &bad_start).0, 409, "wrong fence");
+
+    let success = format!(
+        r#"{{"fence":{fence},"outcome":{{"state":"success","reason":"exit","exit_code":0}}}}"#
+    );
+    let first = call(&at("report"), &success);
+    assert_eq!(first.0, 200, "{}", first.1);
+    let again = call(&at("report"), &success);
+    assert_eq!(again, first, "the same report twice gets the same answer");
+    let other = format!(
+        r#"{{"fence":{fence},"outcome":{{"state":"failure","reason":"exit","exit_code":1}}}}"#
+    );
+    assert_eq!(
+        call(&at("report"), &other).0,
+        409,
+        "a second, different ending"
+    );
+    let stale = format!(
+        r#"{{"fence":{},"outcome":{{"state":"success","reason":"exit","exit_code":0}}}}"#,
+        fence + 1
+    );
+    assert_eq!(call(&at("report"), &stale).0, 409, "wrong fence");
+    let logs = format!(
+        r#"{{"fence":{},"seq":0,"stream":"stdout","data":"x"}}"#,
+        fence + 1
+    );
+    assert_eq!(call(&at("logs"), &logs).0, 409, "logs with a wrong fence");
+    // A late heartbeat for the ended attempt renews nothing and names it stale.
+    let beat = format!(r#"{{"attempts":[{{"attempt_id":{attempt},"fence":{fence}}}]}}"#);
+    let (status, body) = call("/heartbeat", &beat);
+    assert_eq!(status, 200, "{body}");
+    let beat: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(beat["stale"], serde_json::json!([attempt]), "{beat}");
+
+    let doc = c.run_api(&id).unwrap();
+    let attempts = doc["nodes"]["a"]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{doc}");
+    assert_eq!(attempts[0]["status"], "success");
+    assert_eq!(attempts[0]["exit_code"], 0);
+    assert_eq!(doc["nodes"]["a"]["status"], "success");
+    assert_eq!(
+        doc["nodes"]["b"]["status"], "ready",
+        "released exactly once: {doc}"
+    );
+}
