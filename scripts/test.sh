@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Baton's whole test suite, exactly as CI runs it: formatting, lints, every test, docs.
+# Baton's whole test suite, exactly as CI runs it: formatting, lints, every test (against a
+# throwaway PostgreSQL cluster as well as SQLite), docs.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,14 @@ if ! command -v faketime >/dev/null 2>&1; then
   fi
 fi
 
+step "postgresql server binaries"
+# The suite runs every store case and the replica tests against a throwaway PostgreSQL
+# cluster (scripts/pg.sh); this installs the Debian package when root, else names the command.
+# A BATON_TEST_PG_URL given from outside is used as it is, and no cluster is made.
+if [ -z "${BATON_TEST_PG_URL:-}" ]; then
+  scripts/pg.sh ensure
+fi
+
 step "rustfmt"
 cargo fmt --all -- --check
 
@@ -24,7 +33,23 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg_dir=
+cleanup() {
+  rm -f "$log"
+  if [ -n "$pg_dir" ]; then scripts/pg.sh stop "$pg_dir"; fi
+}
+trap cleanup EXIT
+# An interrupted run still removes the cluster: exiting runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+if [ -z "${BATON_TEST_PG_URL:-}" ]; then
+  # Assigned first, so that a cluster that fails to start stops the script (set -e).
+  pg_env=$(scripts/pg.sh start)
+  eval "$pg_env"
+  pg_dir=$BATON_TEST_PG_DIR
+else
+  echo "using the PostgreSQL server at BATON_TEST_PG_URL"
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee "$log"
   # nextest does not run doctests.

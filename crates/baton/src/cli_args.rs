@@ -110,7 +110,7 @@ pub(crate) struct ServerArgs {
     /// Folder for admin.token, agent.token, the SQLite database and artifacts [default: $XDG_DATA_HOME/baton or ~/.local/share/baton]
     #[arg(long, env = "BATON_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Database URL, sqlite://PATH [default: baton.db in the data dir]
+    /// Database URL: sqlite://PATH, or postgres://USER:PASSWORD@HOST:PORT/DB shared by several replicas [default: baton.db in the data dir]
     #[arg(long, env = "BATON_DB", value_name = "URL")]
     pub(crate) db: Option<String>,
     /// Lease of a claimed attempt: work whose agent is silent this long is retried elsewhere

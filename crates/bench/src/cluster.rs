@@ -133,8 +133,7 @@ impl Cluster {
     pub(crate) async fn add_agents(&mut self, n: usize) -> Result<()> {
         let data = self.dir.path().join("data");
         for _ in 0..n {
-            let i = self.agents.len() + 1;
-            let name = format!("agent-{i}");
+            let name = self.agent_name(self.agents.len());
             let log = self.dir.path().join(format!("{name}.log"));
             let child = baton(&self.opts.baton, self.dir.path())
                 .args(["agent", "--server", &self.url, "--name", &name])
@@ -153,6 +152,7 @@ impl Cluster {
             });
         }
         let want = self.agents.len();
+        let names: Vec<String> = (0..want).map(|i| self.agent_name(i)).collect();
         let deadline = Instant::now() + STARTUP;
         loop {
             self.server.check_alive("the server")?;
@@ -164,7 +164,7 @@ impl Cluster {
                 .agents()
                 .await?
                 .iter()
-                .filter(|a| a.status == "online")
+                .filter(|a| a.status == "online" && names.contains(&a.name))
                 .count();
             if online >= want {
                 return Ok(());
@@ -174,6 +174,13 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The name of agent `i`: unique to this cluster, since a database passed with `--db`
+    /// outlives it and still lists the agents of earlier clusters for a while.
+    fn agent_name(&self, i: usize) -> String {
+        let dir = self.dir.path().file_name().unwrap_or_default();
+        format!("{}-agent-{}", dir.to_string_lossy(), i + 1)
     }
 
     /// The server's process id.

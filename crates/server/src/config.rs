@@ -30,7 +30,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Folder for the token files, the default database and artifacts.
     pub data_dir: PathBuf,
-    /// Database URL, `sqlite://PATH`; `None` means `baton.db` in the data dir.
+    /// Database URL: `sqlite://PATH`, or `postgres://USER:PASSWORD@HOST:PORT/DB` for
+    /// several replicas on one database; `None` means `baton.db` in the data dir.
     pub db: Option<String>,
     /// Lease term of a claimed attempt, in milliseconds.
     pub lease_ms: u64,
@@ -71,13 +72,13 @@ impl ServerConfig {
                 "the artifact size limit must be above 0".to_owned(),
             ));
         }
-        self.sqlite_path().map(|_| ())
+        self.database().map(|_| ())
     }
 
-    /// The SQLite file the database URL names.
-    pub(crate) fn sqlite_path(&self) -> Result<PathBuf, ServerError> {
+    /// The database the URL names.
+    pub(crate) fn database(&self) -> Result<Database, ServerError> {
         let Some(url) = &self.db else {
-            return Ok(self.data_dir.join("baton.db"));
+            return Ok(Database::Sqlite(self.data_dir.join("baton.db")));
         };
         if let Some(path) = url
             .strip_prefix("sqlite://")
@@ -88,17 +89,69 @@ impl ServerConfig {
                     "database url {url:?} names no file"
                 )));
             }
-            return Ok(PathBuf::from(path));
+            return Ok(Database::Sqlite(PathBuf::from(path)));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(ServerError::Config(
-                "postgres is not supported yet".to_owned(),
-            ));
+            return Ok(Database::Postgres(url.clone()));
         }
         Err(ServerError::Config(format!(
-            "unsupported database url {url:?}: expected sqlite://PATH"
+            "unsupported database url {:?}: expected sqlite://PATH or postgres://USER@HOST/DB",
+            redact_url(url)
         )))
     }
+}
+
+/// Where a server keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Database {
+    /// A SQLite file: one server.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by URL: any number of replicas. The URL may hold a password;
+    /// show it only through [`redact_url`].
+    Postgres(String),
+}
+
+impl Database {
+    /// The database as it may appear in logs: a SQLite path, or the URL without its password.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Database::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+/// `url` with any password (in its user info or a `password=` parameter) replaced by `***`.
+///
+/// Over-redacting is harmless, leaking is not: the user info is taken to end at the last `@`
+/// before any query string, so a password holding an unescaped `@` or `/` is still hidden.
+pub(crate) fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -112,36 +165,66 @@ mod tests {
         }
     }
 
+    fn sqlite_path(config: &ServerConfig) -> PathBuf {
+        match config.database().unwrap() {
+            Database::Sqlite(path) => path,
+            other => panic!("not sqlite: {other:?}"),
+        }
+    }
+
     #[test]
     fn database_url_names_the_sqlite_file() {
         let default = ServerConfig::new(PathBuf::from("data"));
+        assert_eq!(sqlite_path(&default), PathBuf::from("data/baton.db"));
         assert_eq!(
-            default.sqlite_path().unwrap(),
-            PathBuf::from("data/baton.db")
-        );
-        assert_eq!(
-            with_db("sqlite://x/y.db").sqlite_path().unwrap(),
+            sqlite_path(&with_db("sqlite://x/y.db")),
             PathBuf::from("x/y.db")
         );
         assert_eq!(
-            with_db("sqlite:///abs/y.db").sqlite_path().unwrap(),
+            sqlite_path(&with_db("sqlite:///abs/y.db")),
             PathBuf::from("/abs/y.db")
         );
     }
 
     #[test]
-    fn postgres_and_unknown_urls_are_refused_clearly() {
-        let err = with_db("postgres://u@h/db").validate().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid configuration: postgres is not supported yet"
-        );
-        let err = with_db("mysql://h/db").validate().unwrap_err();
-        assert!(
-            err.to_string().contains("unsupported database url"),
-            "{err}"
-        );
+    fn postgres_urls_name_a_postgres_database() {
+        for url in ["postgres://u:p@h:5432/db", "postgresql://u@h/db?sslmode=require"] {
+            assert_eq!(
+                with_db(url).database().unwrap(),
+                Database::Postgres(url.to_owned())
+            );
+            assert!(with_db(url).validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn unknown_urls_are_refused_clearly_without_their_password() {
+        let err = with_db("mysql://root:hunter2@h/db").validate().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unsupported database url"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
         assert!(with_db("sqlite://").validate().is_err());
+    }
+
+    #[test]
+    fn passwords_never_reach_a_log() {
+        let cases = [
+            ("postgres://baton:s3cret@db:5432/baton", "postgres://baton:***@db:5432/baton"),
+            ("postgres://baton@db/baton", "postgres://baton@db/baton"),
+            ("postgres://db/baton", "postgres://db/baton"),
+            ("postgres://u:p@ss/w@rd@db/x", "postgres://u:***@db/x"),
+            (
+                "postgres://db/x?user=u&password=s3cret&sslmode=require",
+                "postgres://db/x?user=u&password=***&sslmode=require",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        assert_eq!(
+            Database::Postgres("postgres://u:pw@h/d".to_owned()).describe(),
+            "postgres://u:***@h/d"
+        );
     }
 
     #[test]

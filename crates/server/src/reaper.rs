@@ -3,6 +3,12 @@
 //!
 //! It sleeps until the next lease expiry or deadline, but never longer than a second,
 //! since a claim or a run created while it sleeps may set an earlier one.
+//!
+//! With several replicas on one database, one at a time runs the passes: each pass first
+//! takes or renews the store's lead of the routine (`Store::try_lead`). The others only
+//! try, once a second, so one of them takes over within [`LEAD_TTL_MS`] of the leader's
+//! death. Two replicas passing at once would be harmless (every change is a
+//! compare-and-set), only wasteful.
 
 use std::time::Duration;
 
@@ -15,24 +21,84 @@ use crate::error::error_chain;
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// The shortest it sleeps, so that a lease due this very millisecond cannot make it spin.
 const MIN_SLEEP_MS: u64 = 5;
+/// The routine's name in the store's leads.
+const ROUTINE: &str = "reaper";
+/// How long a lead lasts after its last renewal. The leader renews it every pass, at least
+/// once per [`MAX_SLEEP`]; the margin covers a slow pass.
+const LEAD_TTL_MS: u64 = 5_000;
+/// How long a clean shutdown waits to hand the lead over, so that a database that is gone
+/// cannot hold the shutdown up.
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Reaps expired leases and enforces deadlines until shutdown.
+/// Reaps expired leases and enforces deadlines until shutdown, while this server leads.
 pub(crate) async fn run(state: AppState) {
     let store = state.store();
+    let holder = holder_id();
+    // A single server always leads: assuming so from the start keeps its log quiet.
+    let mut leading = true;
     loop {
-        let leases = reap(&state).await;
-        let deadlines = expire(&state).await;
         let now = Instant::now();
-        let next = leases.into_iter().chain(deadlines).min().map(|at| {
-            let ms = u64::try_from(at.saturating_sub(store.now_ms())).unwrap_or(0);
-            now + Duration::from_millis(ms.max(MIN_SLEEP_MS))
-        });
-        let until = next.map_or(now + MAX_SLEEP, |next| next.min(now + MAX_SLEEP));
+        let until = if lead(&state, &holder, &mut leading).await {
+            let leases = reap(&state).await;
+            let deadlines = expire(&state).await;
+            let next = leases.into_iter().chain(deadlines).min().map(|at| {
+                let ms = u64::try_from(at.saturating_sub(store.now_ms())).unwrap_or(0);
+                Instant::now() + Duration::from_millis(ms.max(MIN_SLEEP_MS))
+            });
+            next.map_or(now + MAX_SLEEP, |next| next.min(now + MAX_SLEEP))
+        } else {
+            now + MAX_SLEEP
+        };
         tokio::select! {
             () = tokio::time::sleep_until(until) => {}
-            () = state.shutdown().cancelled() => return,
+            () = state.shutdown().cancelled() => break,
         }
     }
+    if leading {
+        // Another replica takes over at its next try rather than when the lead runs out.
+        match tokio::time::timeout(RESIGN_TIMEOUT, store.resign_lead(ROUTINE, &holder)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(error = %error_chain(&err), "could not hand the reaper over");
+            }
+            Err(_) => tracing::debug!("handing the reaper over timed out"),
+        }
+    }
+}
+
+/// Takes or renews the lead of the reaper; says whether this server runs the passes now,
+/// logging each change.
+async fn lead(state: &AppState, holder: &str, leading: &mut bool) -> bool {
+    let now = match state.store().try_lead(ROUTINE, holder, LEAD_TTL_MS).await {
+        Ok(now) => now,
+        Err(err) => {
+            tracing::warn!(error = %error_chain(&err), "taking the reaper's lead failed; retrying");
+            false
+        }
+    };
+    if now != *leading {
+        if now {
+            tracing::info!(holder, "this server now runs the reaper");
+        } else {
+            tracing::info!(holder, "another server runs the reaper");
+        }
+        *leading = now;
+    }
+    now
+}
+
+/// A name for this server among the replicas: its host, its process, and a random part so
+/// that a restarted process with a reused pid is another holder.
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut nonce = [0u8; 4];
+    rand::fill(&mut nonce);
+    format!(
+        "{}:{}:{}",
+        host.trim(),
+        std::process::id(),
+        hex::encode(nonce)
+    )
 }
 
 /// One reaping pass; returns when the next lease expires (epoch ms), if one is known.

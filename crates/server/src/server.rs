@@ -55,9 +55,15 @@ impl Server {
             result
         });
         tracker.close();
+        // The URL without its password: a PostgreSQL URL may hold one.
+        let database = config
+            .database()
+            .map(|db| db.describe())
+            .unwrap_or_default();
         tracing::info!(
             %addr,
             data_dir = %config.data_dir.display(),
+            %database,
             admin_token = %tokens.admin_path().display(),
             enroll_token = %tokens.enroll_path().display(),
             "server listening"

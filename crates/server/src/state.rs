@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tokens::{ServerTokens, hash_token};
 use crate::wake::Wake;
+use crate::config::Database;
 use crate::{ServerConfig, ServerError};
 
 /// The state behind [`router`](crate::router): the store, the wake-ups, the settings.
@@ -31,28 +32,15 @@ struct Shared {
 
 impl AppState {
     /// Prepares everything a server needs but the socket: checks the config, creates the
-    /// data dir and the token files, opens the SQLite store and records the token hashes.
+    /// data dir and the token files, opens the store and records the token hashes.
     pub async fn open(
         config: &ServerConfig,
         shutdown: CancellationToken,
     ) -> Result<(AppState, ServerTokens), ServerError> {
         config.validate()?;
         let tokens = ServerTokens::load_or_create(&config.data_dir)?;
-        let options = SqliteOptions {
-            path: config.sqlite_path()?,
-            synchronous: config.synchronous,
-        };
-        // Opening runs migrations on a blocking connection: keep it off the runtime threads.
-        let lease_ms = config.lease_ms;
-        let queue_timeout_ms = (config.queue_timeout_ms > 0).then_some(config.queue_timeout_ms);
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
-            .await
-            .map_err(|_| ServerError::Config("the database open task panicked".to_owned()))?
-            .map_err(ServerError::Store)?
-            // The store judges which agents are online (for `waiting_for`) by the same lease.
-            .with_lease_ms(lease_ms)
-            .with_queue_timeout_ms(queue_timeout_ms);
-        let state = AppState::new(Arc::new(store), config, &tokens, shutdown).await?;
+        let store = open_store(config).await?;
+        let state = AppState::new(store, config, &tokens, shutdown).await?;
         Ok((state, tokens))
     }
 
@@ -119,5 +107,32 @@ impl AppState {
     /// Cancelled when the server begins to shut down: held requests answer at once.
     pub(crate) fn shutdown(&self) -> &CancellationToken {
         &self.inner.shutdown
+    }
+}
+
+/// Opens the database the config names. Stores judge which agents are online (for
+/// `waiting_for`) by the server's lease, and end nodes nobody claims by its queue timeout.
+async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError> {
+    let lease_ms = config.lease_ms;
+    let queue_timeout_ms = (config.queue_timeout_ms > 0).then_some(config.queue_timeout_ms);
+    match config.database()? {
+        Database::Sqlite(path) => {
+            let options = SqliteOptions {
+                path,
+                synchronous: config.synchronous,
+            };
+            // Opening runs migrations on a blocking connection: keep it off the runtime
+            // threads.
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&options))
+                .await
+                .map_err(|_| ServerError::Config("the database open task panicked".to_owned()))?
+                .map_err(ServerError::Store)?
+                .with_lease_ms(lease_ms)
+                .with_queue_timeout_ms(queue_timeout_ms);
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(_) => Err(ServerError::Config(
+            "postgres is not supported yet".to_owned(),
+        )),
     }
 }

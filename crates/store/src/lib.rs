@@ -183,6 +183,23 @@ pub trait Store: Send + Sync + 'static {
     /// Ends every attempt whose lease expired as `error` (`lost`), retrying by policy.
     async fn reap_expired(&self) -> Result<Reaped>;
 
+    // --- routines -----------------------------------------------------------------------
+
+    /// Takes or renews the lead of a routine (such as `"reaper"`) for `holder`, for `ttl_ms`
+    /// on the store's clock; true when `holder` leads it now. With several servers on one
+    /// database only the leader runs the routine, and when the leader stops renewing (it
+    /// died), another server takes over once the term ran out. This default, for a store
+    /// that serves one server (SQLite), always says true.
+    async fn try_lead(&self, _routine: &str, _holder: &str, _ttl_ms: u64) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Gives up the lead of a routine if `holder` has it, so that another server takes over
+    /// at once (on a clean shutdown). This default does nothing.
+    async fn resign_lead(&self, _routine: &str, _holder: &str) -> Result<()> {
+        Ok(())
+    }
+
     // --- artifacts ----------------------------------------------------------------------
 
     /// Checks that the agent may upload artifacts for this attempt and says where they belong.

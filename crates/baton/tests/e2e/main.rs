@@ -8,5 +8,6 @@ mod faults_agent;
 mod faults_server;
 mod faults_shutdown;
 mod plugins;
+mod replicas;
 mod rerun;
 mod util;

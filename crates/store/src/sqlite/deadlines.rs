@@ -19,7 +19,7 @@ use crate::{Expired, Result, StoreError};
 
 /// Most runs and most nodes one pass ends, to keep the write short; a full batch asks for
 /// the next pass at once.
-const BATCH: i64 = 500;
+pub(crate) const BATCH: i64 = 500;
 
 /// The message of an attempt its run's timeout stopped.
 pub(crate) const RUN_TIMEOUT_MESSAGE: &str = "the run's timeout passed";
@@ -177,7 +177,7 @@ fn expire_nodes(db: &Db<'_>, ended: &mut Vec<(String, String)>) -> Result<bool> 
 }
 
 /// A configured time limit as a person would write it: `30s`, `10m`, `1h`, `1500ms`.
-fn limit(ms: i64) -> String {
+pub(crate) fn limit(ms: i64) -> String {
     match ms {
         ms if ms > 0 && ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
         ms if ms > 0 && ms % 60_000 == 0 => format!("{}m", ms / 60_000),

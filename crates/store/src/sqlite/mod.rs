@@ -11,21 +11,22 @@
 
 mod agents;
 mod artifacts;
-mod attempts;
+pub(crate) mod attempts;
 mod batch;
-mod cache;
+pub(crate) mod cache;
+mod checkpoint;
 mod claim;
 mod db;
-mod deadlines;
-mod late;
+pub(crate) mod deadlines;
+pub(crate) mod late;
 mod logs;
 mod migrate;
 mod report;
 mod rerun;
-mod run_doc;
-mod runs;
+pub(crate) mod run_doc;
+pub(crate) mod runs;
 mod tokens;
-mod workflows;
+pub(crate) mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +48,7 @@ use crate::{
     Result, RunCreated, Store, StoreError, TokenKind,
 };
 use cache::Cache;
+use checkpoint::Checkpointer;
 use db::{Db, SqlResult};
 
 /// How hard SQLite works to make a commit durable.
@@ -113,6 +115,8 @@ struct Shared {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     cache: Cache,
+    /// Dropped after `writer`, whose commit hook holds the thread's channel.
+    _checkpointer: Checkpointer,
 }
 
 /// The SQLite implementation of [`Store`]. Cheap to clone: clones share connections.
@@ -146,6 +150,7 @@ impl SqliteStore {
         }
         let mut writer = open_connection(&options.path, options.synchronous, false)?;
         migrate::migrate(&mut writer)?;
+        let checkpointer = Checkpointer::attach(&mut writer, &options.path, options.synchronous)?;
         // Readers open after the writer so the file is already in WAL mode.
         let readers = (0..READERS)
             .map(|_| open_connection(&options.path, options.synchronous, true).map(Mutex::new))
@@ -156,6 +161,7 @@ impl SqliteStore {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 cache: Cache::default(),
+                _checkpointer: checkpointer,
             }),
             cfg: Arc::new(Config {
                 clock: Arc::new(system_clock),

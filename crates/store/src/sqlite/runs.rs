@@ -35,6 +35,11 @@ impl Counts {
         self.0[slot(s)]
     }
 
+    /// Adds `n` nodes in state `s`.
+    pub(crate) fn add(&mut self, s: NodeState, n: i64) {
+        self.0[slot(s)] += n;
+    }
+
     /// Moves `n` nodes from one state to another.
     pub(crate) fn shift(&mut self, from: NodeState, to: NodeState, n: i64) {
         self.0[slot(from)] -= n;
@@ -175,7 +180,7 @@ impl RunRow {
         Ok(())
     }
 
-    fn summary(&self) -> RunSummary {
+    pub(crate) fn summary(&self) -> RunSummary {
         RunSummary {
             id: self.id.clone(),
             workflow: self.workflow.clone(),
@@ -338,8 +343,8 @@ pub(crate) fn insert(
 }
 
 /// Default and largest page of [`list`].
-const LIST_DEFAULT: u32 = 50;
-const LIST_MAX: u32 = 1000;
+pub(crate) const LIST_DEFAULT: u32 = 50;
+pub(crate) const LIST_MAX: u32 = 1000;
 
 /// Runs matching the filter, newest first.
 pub(crate) fn list(db: &Db<'_>, filter: &RunFilter) -> Result<Vec<RunSummary>> {

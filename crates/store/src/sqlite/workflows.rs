@@ -14,7 +14,7 @@ use crate::{Result, StoreError};
 
 /// Refuses what would break scheduling even though the parser should never let it
 /// through: duplicate ids, unknown needs, cycles, too many nodes.
-fn check(wf: &Workflow) -> Result<Dag> {
+pub(crate) fn check(wf: &Workflow) -> Result<Dag> {
     if wf.name.is_empty() {
         return Err(StoreError::Invalid("a workflow needs a name".into()));
     }
@@ -51,7 +51,7 @@ fn check(wf: &Workflow) -> Result<Dag> {
     Ok(dag)
 }
 
-fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     let mut out = String::with_capacity(64);
     for b in Sha256::digest(text.as_bytes()) {
         // Writing to a String cannot fail.

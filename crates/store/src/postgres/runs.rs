@@ -1,0 +1,398 @@
+//! Runs: locking and saving the run row with its per-state node counters, and the use
+//! cases that create, list and cancel runs.
+//!
+//! The row and its settling rules are the SQLite backend's ([`RunRow`]), so both backends
+//! finish runs by the same code.
+
+use baton_api::{RunDoc, RunFilter, RunSummary};
+use baton_core::{NodeState, RunState};
+use deadpool_postgres::ClientWrapper;
+use tokio_postgres::Row;
+
+use super::db::{Db, RowExt, SqlResult};
+use super::run_doc;
+use crate::sqlite::cache::Compiled;
+use crate::sqlite::runs::{Counts, LIST_DEFAULT, LIST_MAX};
+
+pub(crate) use crate::sqlite::runs::NodeStart;
+use crate::{Result, RunCreated, StoreError};
+
+pub(crate) use crate::sqlite::runs::RunRow;
+
+/// The counter columns' states, in column order.
+const COUNTED: [NodeState; 9] = [
+    NodeState::Waiting,
+    NodeState::Ready,
+    NodeState::Pending,
+    NodeState::Running,
+    NodeState::Success,
+    NodeState::Failure,
+    NodeState::Error,
+    NodeState::Canceled,
+    NodeState::Skipped,
+];
+
+/// `SELECT <run columns> FROM runs <rest>` as one static string.
+macro_rules! select_runs {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, workflow, version, version_id, status, cancel_requested, created_at, \
+             started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, n_running, \
+             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of FROM runs ",
+            $rest
+        )
+    };
+}
+
+fn run_row(r: &Row) -> Result<RunRow> {
+    let mut counts = Counts::default();
+    for (i, &s) in COUNTED.iter().enumerate() {
+        counts.add(s, r.at(11 + i)?);
+    }
+    Ok(RunRow {
+        id: r.at(0)?,
+        workflow: r.at(1)?,
+        version: r.at(2)?,
+        version_id: r.at(3)?,
+        status: r.state(4)?,
+        cancel_requested: r.at(5)?,
+        created_at: r.at(6)?,
+        started_at: r.at(7)?,
+        finished_at: r.at(8)?,
+        rev: r.at(9)?,
+        total: r.at(10)?,
+        counts,
+        reason: r.opt_state(20)?,
+        retry_of: r.at(21)?,
+    })
+}
+
+/// Reads and locks a run; `None` when there is none, or, with `skip`, when another
+/// transaction holds its lock.
+pub(crate) async fn lock(db: &Db<'_>, id: &str, skip: bool) -> Result<Option<RunRow>> {
+    let sql = if skip {
+        select_runs!("WHERE id = $1 FOR UPDATE SKIP LOCKED")
+    } else {
+        select_runs!("WHERE id = $1 FOR UPDATE")
+    };
+    db.query_opt("locking a run", sql, &[&id])
+        .await?
+        .as_ref()
+        .map(run_row)
+        .transpose()
+}
+
+/// Reads and locks these runs, in ascending id order (rows are locked as the sorted scan
+/// returns them, so two transactions never take them in opposite orders).
+pub(crate) async fn lock_many(db: &Db<'_>, ids: &[String]) -> Result<Vec<RunRow>> {
+    db.query(
+        "locking runs",
+        select_runs!("WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
+        &[&ids],
+    )
+    .await?
+    .iter()
+    .map(run_row)
+    .collect()
+}
+
+/// Reads a run without locking it (reads and runs that are finished for good).
+pub(crate) async fn load(db: &Db<'_>, id: &str) -> Result<Option<RunRow>> {
+    db.query_opt("loading a run", select_runs!("WHERE id = $1"), &[&id])
+        .await?
+        .as_ref()
+        .map(run_row)
+        .transpose()
+}
+
+/// Reads a run without locking it; `NotFound` when there is no such run.
+pub(crate) async fn get(db: &Db<'_>, id: &str) -> Result<RunRow> {
+    load(db, id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
+}
+
+/// Writes back everything a use case may have changed.
+pub(crate) async fn save(client: &ClientWrapper, run: &RunRow) -> Result<()> {
+    const SQL: &str = "UPDATE runs SET status = $2, cancel_requested = $3, started_at = $4, \
+         finished_at = $5, rev = $6, n_waiting = $7, n_ready = $8, n_pending = $9, \
+         n_running = $10, n_success = $11, n_failure = $12, n_error = $13, \
+         n_canceled = $14, n_skipped = $15, reason = $16 WHERE id = $1";
+    let c = COUNTED.map(|s| run.counts.get(s));
+    let stmt = client.prepare_cached(SQL).await.ctx("saving a run")?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &run.id,
+                &run.status.as_str(),
+                &run.cancel_requested,
+                &run.started_at,
+                &run.finished_at,
+                &run.rev,
+                &c[0],
+                &c[1],
+                &c[2],
+                &c[3],
+                &c[4],
+                &c[5],
+                &c[6],
+                &c[7],
+                &c[8],
+                &run.reason.map(|r| r.as_str()),
+            ],
+        )
+        .await
+        .ctx("saving a run")?;
+    Ok(())
+}
+
+/// Creates a run with every node: roots ready, the rest waiting on their needs.
+pub(crate) async fn create(
+    db: &mut Db<'_>,
+    workflow: &str,
+    version: Option<i64>,
+) -> Result<RunCreated> {
+    let found = match version {
+        Some(v) => {
+            db.query_opt(
+                "finding the workflow version",
+                "SELECT id, version FROM workflow_versions WHERE name = $1 AND version = $2",
+                &[&workflow, &v],
+            )
+            .await?
+        }
+        None => {
+            db.query_opt(
+                "finding the workflow version",
+                "SELECT id, version FROM workflow_versions WHERE name = $1 \
+                 ORDER BY version DESC LIMIT 1",
+                &[&workflow],
+            )
+            .await?
+        }
+    };
+    let Some(found) = found else {
+        return Err(StoreError::NotFound(match version {
+            Some(v) => format!("workflow {workflow} version {v}"),
+            None => format!("workflow {workflow}"),
+        }));
+    };
+    let (version_id, version): (String, i64) = (found.at(0)?, found.at(1)?);
+    let compiled = db.cache.version(db, &version_id).await?;
+    let dag = &compiled.dag;
+    let plan: Vec<NodeStart> = (0..dag.len() as u32)
+        .map(|idx| {
+            let remaining = dag.needs(idx).len() as i64;
+            NodeStart {
+                status: if remaining == 0 {
+                    NodeState::Ready
+                } else {
+                    NodeState::Waiting
+                },
+                remaining,
+                reused_from: None,
+            }
+        })
+        .collect();
+    let (run, states) = insert(db, &compiled, version_id, version, None, &plan).await?;
+    let doc = run_doc::fresh(db, &run, &compiled, &states).await?;
+    Ok(RunCreated { run: doc })
+}
+
+/// Writes a new run of a compiled version with its nodes started as `plan` says (one entry
+/// per node, by index); returns the run row and each node's state.
+pub(crate) async fn insert(
+    db: &mut Db<'_>,
+    compiled: &Compiled,
+    version_id: String,
+    version: i64,
+    retry_of: Option<String>,
+    plan: &[NodeStart],
+) -> Result<(RunRow, Vec<NodeState>)> {
+    let now = db.now;
+    let deadline = compiled
+        .workflow
+        .timeout_ms
+        .map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
+    let mut run = RunRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        workflow: compiled.name.clone(),
+        version,
+        version_id,
+        status: RunState::Pending,
+        cancel_requested: false,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        rev: 0,
+        total: plan.len() as i64,
+        counts: Counts::default(),
+        reason: None,
+        retry_of,
+    };
+    let n = plan.len();
+    let mut idxs = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut remaining = Vec::with_capacity(n);
+    let mut ready_at = Vec::with_capacity(n);
+    let mut queue_timeouts = Vec::with_capacity(n);
+    let mut reused = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    for (idx, start) in plan.iter().enumerate() {
+        idxs.push(idx as i64);
+        statuses.push(start.status.as_str());
+        remaining.push(start.remaining);
+        ready_at.push((start.status == NodeState::Ready).then_some(now));
+        queue_timeouts.push(
+            compiled
+                .workflow
+                .nodes
+                .get(idx)
+                .and_then(|n| n.queue_timeout_ms)
+                .or(db.cfg.queue_timeout_ms)
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        );
+        reused.push(start.reused_from.as_deref());
+        run.counts.add(start.status, 1);
+        states.push(start.status);
+    }
+    let reqs: &[i64] = compiled.reqs.get(..n).unwrap_or(&compiled.reqs);
+    run.settle(now);
+    let c = COUNTED.map(|s| run.counts.get(s));
+    db.execute(
+        "creating a run",
+        "INSERT INTO runs (id, workflow, version, version_id, status, created_at, total, \
+         deadline, retry_of, rev, n_waiting, n_ready, n_pending, n_running, n_success, \
+         n_failure, n_error, n_canceled, n_skipped, finished_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20)",
+        &[
+            &run.id,
+            &run.workflow,
+            &run.version,
+            &run.version_id,
+            &run.status.as_str(),
+            &now,
+            &run.total,
+            &deadline,
+            &run.retry_of,
+            &run.rev,
+            &c[0],
+            &c[1],
+            &c[2],
+            &c[3],
+            &c[4],
+            &c[5],
+            &c[6],
+            &c[7],
+            &c[8],
+            &run.finished_at,
+        ],
+    )
+    .await?;
+    // One statement for every node: a 10,000-node run costs one round trip, not 10,000.
+    db.execute(
+        "creating a run",
+        "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id, \
+         queue_timeout_ms, reused_from) \
+         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+           $6::bigint[], $7::bigint[], $8::text[])",
+        &[
+            &run.id,
+            &idxs,
+            &statuses,
+            &remaining,
+            &ready_at,
+            &reqs,
+            &queue_timeouts,
+            &reused,
+        ],
+    )
+    .await?;
+    db.mark_created(&run.id);
+    Ok((run, states))
+}
+
+/// Runs matching the filter, newest first.
+pub(crate) async fn list(db: &Db<'_>, filter: &RunFilter) -> Result<Vec<RunSummary>> {
+    let limit = i64::from(filter.limit.unwrap_or(LIST_DEFAULT).clamp(1, LIST_MAX));
+    let status = filter.status.map(RunState::as_str);
+    const WHAT: &str = "listing runs";
+    let rows = match (&filter.workflow, &status) {
+        (Some(w), Some(s)) => {
+            db.query(
+                WHAT,
+                select_runs!("WHERE workflow = $1 AND status = $2 ORDER BY id DESC LIMIT $3"),
+                &[w, s, &limit],
+            )
+            .await?
+        }
+        (Some(w), None) => {
+            db.query(
+                WHAT,
+                select_runs!("WHERE workflow = $1 ORDER BY id DESC LIMIT $2"),
+                &[w, &limit],
+            )
+            .await?
+        }
+        (None, Some(s)) => {
+            db.query(
+                WHAT,
+                select_runs!("WHERE status = $1 ORDER BY id DESC LIMIT $2"),
+                &[s, &limit],
+            )
+            .await?
+        }
+        (None, None) => {
+            db.query(WHAT, select_runs!("ORDER BY id DESC LIMIT $1"), &[&limit])
+                .await?
+        }
+    };
+    rows.iter().map(|r| run_row(r).map(|r| r.summary())).collect()
+}
+
+/// Cancels a run: waiting and ready nodes end at once; live attempts are told to stop
+/// (through claim and heartbeat answers) and end the run when they report.
+pub(crate) async fn cancel(db: &mut Db<'_>, id: &str) -> Result<RunDoc> {
+    let run = db.lock_run(id).await?;
+    if run.status.is_terminal() {
+        return Err(StoreError::Conflict(format!(
+            "run {id} already finished: {}",
+            run.status
+        )));
+    }
+    if !run.cancel_requested {
+        stop(db, id).await?;
+    }
+    run_doc::load(db, id).await
+}
+
+/// Stops a run that is not finished and whose lock this transaction holds: waiting and
+/// ready nodes end `canceled` at once, live attempts are told to stop (the run ends when
+/// they report or are reaped).
+pub(crate) async fn stop(db: &mut Db<'_>, id: &str) -> Result<()> {
+    let now = db.now;
+    let mut moved = [0i64; 2];
+    for (n, from) in moved.iter_mut().zip([NodeState::Waiting, NodeState::Ready]) {
+        *n = db
+            .execute(
+                "canceling a run",
+                "UPDATE nodes SET status = 'canceled', ready_at = NULL \
+                 WHERE run_id = $1 AND status = $2",
+                &[&id, &from.as_str()],
+            )
+            .await? as i64;
+    }
+    let run = db.lock_run(id).await?;
+    run.cancel_requested = true;
+    run.counts
+        .shift(NodeState::Waiting, NodeState::Canceled, moved[0]);
+    run.counts.shift(NodeState::Ready, NodeState::Canceled, moved[1]);
+    run.settle(now);
+    if run.counts.get(NodeState::Pending) + run.counts.get(NodeState::Running) > 0 {
+        // Agents holding attempts of this run must hear of the cancel.
+        db.mark_work();
+    }
+    Ok(())
+}
