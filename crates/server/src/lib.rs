@@ -1,8 +1,9 @@
 //! Baton's control plane: the HTTP API of `docs/api.md` on top of a [`baton_store::Store`].
 //!
-//! [`Server::start`] prepares the data dir (token files, SQLite database), binds the socket
-//! and spawns the HTTP server and the lease reaper; [`router`] gives the bare routes on an
-//! [`AppState`] for tests. Admin routes (workflows, runs, agents) take the admin token;
+//! [`Server::start`] prepares the data dir (token files, SQLite database) or connects to
+//! PostgreSQL, binds the socket and spawns the HTTP server, the lease reaper and, on a
+//! database shared by several replicas, the task that turns their changes into local
+//! wake-ups (`events`); [`router`] gives the bare routes on an [`AppState`] for tests. Admin routes (workflows, runs, agents) take the admin token;
 //! the agent protocol takes each agent's own token, which agents get by registering with
 //! the enrollment token.
 //!
@@ -13,6 +14,7 @@
 mod auth;
 mod config;
 mod error;
+mod events;
 mod extract;
 mod reaper;
 mod routes;

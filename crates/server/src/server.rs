@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::tokens::ServerTokens;
-use crate::{AppState, ServerConfig, ServerError, reaper, router};
+use crate::{AppState, ServerConfig, ServerError, events, reaper, router};
 
 /// A started server. Stop it by cancelling the token given to [`Server::start`], then
 /// [`Server::wait`] for it to drain.
@@ -44,6 +44,10 @@ impl Server {
 
         let tracker = TaskTracker::new();
         tracker.spawn(reaper::run(state.clone()));
+        // A store shared with other replicas tells of their changes.
+        if let Some(changes) = state.store().events() {
+            tracker.spawn(events::forward(state.clone(), changes));
+        }
         let app = router(state);
         let serve_shutdown = shutdown.clone();
         let serve = tracker.spawn(async move {

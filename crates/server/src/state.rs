@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use baton_store::{SqliteOptions, SqliteStore, Store};
+use baton_store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::tokens::{ServerTokens, hash_token};
@@ -131,8 +131,14 @@ async fn open_store(config: &ServerConfig) -> Result<Arc<dyn Store>, ServerError
                 .with_queue_timeout_ms(queue_timeout_ms);
             Ok(Arc::new(store))
         }
-        Database::Postgres(_) => Err(ServerError::Config(
-            "postgres is not supported yet".to_owned(),
-        )),
+        Database::Postgres(url) => {
+            // Migrations run here too, under an advisory lock: replicas may start at once.
+            let store = PgStore::connect(&url, PgOptions::default())
+                .await
+                .map_err(ServerError::Store)?
+                .with_lease_ms(lease_ms)
+                .with_queue_timeout_ms(queue_timeout_ms);
+            Ok(Arc::new(store))
+        }
     }
 }

@@ -1,8 +1,10 @@
-//! Baton's persistence: the [`Store`] trait and its SQLite backend.
+//! Baton's persistence: the [`Store`] trait and its backends, SQLite (one server, the
+//! default) and PostgreSQL (several server replicas on one database).
 //!
 //! The trait has one method per use case (apply a workflow, create a run, claim,
 //! heartbeat, report, append logs, reap leases…), each atomic in its backend:
-//! SQLite serialises writers with `BEGIN IMMEDIATE`. Every scheduling decision is
+//! SQLite serialises writers with `BEGIN IMMEDIATE`; PostgreSQL takes row locks in one
+//! global order. Every scheduling decision is
 //! made by `baton-core`; the store only applies it to rows, touching the rows around
 //! the node that changed (never the whole graph). Leases are timed on the store's
 //! own clock, never an agent's.
@@ -10,12 +12,14 @@
 //! [`testing`] holds the conformance suite every backend must pass.
 
 mod error;
+mod postgres;
 mod sqlite;
 mod types;
 
 pub mod testing;
 
 pub use error::StoreError;
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 pub use types::*;
 
@@ -37,6 +41,16 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait Store: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch on the store's clock, the only clock leases use.
     fn now_ms(&self) -> i64;
+
+    /// Changes made through other processes sharing the database (other server
+    /// replicas), as they commit; `None` when the backend has no such changes (SQLite:
+    /// one server owns the file). Each call is a new subscriber.
+    ///
+    /// A receiver that lags (`RecvError::Lagged`) missed events: treat that as
+    /// [`StoreEvent::Work`] plus "every run may have changed".
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<StoreEvent>> {
+        None
+    }
 
     // --- tokens -------------------------------------------------------------------------
 

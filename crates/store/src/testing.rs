@@ -24,6 +24,7 @@
 mod attempts;
 mod batch;
 mod deadlines;
+mod postgres;
 mod race;
 mod replay;
 mod rerun;
@@ -33,6 +34,7 @@ mod service;
 pub use attempts::*;
 pub use batch::*;
 pub use deadlines::*;
+pub use postgres::*;
 pub use race::*;
 pub use replay::*;
 pub use rerun::*;
@@ -109,11 +111,15 @@ impl Harness {
 /// Stamps out one `#[tokio::test]` per conformance case for a backend.
 ///
 /// The argument is a factory: a closure from [`TestClock`] to a future of
-/// `Option<Harness>`.
+/// `Option<Harness>`. With `skipped: "…"` first, a case whose factory gives `None` prints
+/// that text followed by the case's name.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
-        $crate::conformance_tests!(@cases $factory;
+        $crate::conformance_tests!(skipped: "SKIPPED (the backend is not available):", $factory);
+    };
+    (skipped: $skipped:literal, $factory:expr) => {
+        $crate::conformance_tests!(@cases $skipped, $factory;
             apply_makes_versions,
             create_run_makes_roots_ready,
             claim_matches_labels_and_functions,
@@ -146,19 +152,18 @@ macro_rules! conformance_tests {
             report_batch_hands_out_what_it_made_ready,
             report_batch_answers_each_report,
             report_batch_wakes_for_nodes_it_cannot_take,
+            thirty_two_claimers_take_ten_thousand_nodes_once,
+            claims_reports_and_reaps_at_once_succeed_each_node_once,
         );
     };
-    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+    (@cases $skipped:literal, $factory:expr; $($case:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let clock = $crate::testing::TestClock::new();
                 match ($factory)(clock).await {
                     Some(h) => $crate::testing::$case(h).await,
-                    None => eprintln!(
-                        "SKIPPED {}: the backend is not available",
-                        stringify!($case)
-                    ),
+                    None => eprintln!("{} {}", $skipped, stringify!($case)),
                 }
             }
         )+

@@ -127,3 +127,18 @@ pub struct Expired {
     /// When the next deadline falls due (epoch ms), if any.
     pub next_due: Option<i64>,
 }
+
+/// A change committed by any process sharing the database, as [`Store::events`]
+/// announces it.
+///
+/// [`Store::events`]: crate::Store::events
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// Nodes may have become claimable (now, or at a later time a claim will report), or
+    /// agents hold attempts they must cancel: held claims should look again. Also sent
+    /// after the backend lost and regained its connection, since events may have been
+    /// missed meanwhile.
+    Work,
+    /// The run with this id changed (its `rev` moved).
+    Run(String),
+}

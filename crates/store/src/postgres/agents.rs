@@ -16,7 +16,11 @@ const GONE_LISTED_MS: i64 = 3_600_000;
 /// its old name replaces the old registration, whose token stops working (its attempts
 /// are left to their leases). An advisory lock on the name makes two registrations of one
 /// name take turns.
-pub(crate) async fn register(db: &Db<'_>, agent: &RegisterAgent, token_hash: &str) -> Result<String> {
+pub(crate) async fn register(
+    db: &Db<'_>,
+    agent: &RegisterAgent,
+    token_hash: &str,
+) -> Result<String> {
     if agent.name.trim().is_empty() {
         return Err(StoreError::Invalid("an agent needs a name".into()));
     }

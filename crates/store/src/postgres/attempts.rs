@@ -40,11 +40,15 @@ pub(crate) fn attempt_row(r: &Row) -> Result<AttemptRow> {
 
 /// Reads an attempt.
 pub(crate) async fn load(db: &Db<'_>, id: i64) -> Result<Option<AttemptRow>> {
-    db.query_opt("loading an attempt", select_attempts!("WHERE id = $1"), &[&id])
-        .await?
-        .as_ref()
-        .map(attempt_row)
-        .transpose()
+    db.query_opt(
+        "loading an attempt",
+        select_attempts!("WHERE id = $1"),
+        &[&id],
+    )
+    .await?
+    .as_ref()
+    .map(attempt_row)
+    .transpose()
 }
 
 /// Reads and locks these attempts, in ascending id order.
@@ -71,7 +75,11 @@ pub(crate) fn owned(row: Option<AttemptRow>, agent_id: &str, at: AttemptRef) -> 
 
 /// Locks the run of an attempt (so its state cannot change under the caller) and reads
 /// the attempt; `Stale` unless it is the agent's, with this fence.
-pub(crate) async fn lock_owned(db: &mut Db<'_>, agent_id: &str, at: AttemptRef) -> Result<AttemptRow> {
+pub(crate) async fn lock_owned(
+    db: &mut Db<'_>,
+    agent_id: &str,
+    at: AttemptRef,
+) -> Result<AttemptRow> {
     let Some(first) = load(db, at.attempt_id).await? else {
         return Err(StoreError::Stale(at.attempt_id));
     };
@@ -93,7 +101,7 @@ pub(crate) async fn touch_agent(db: &Db<'_>, agent_id: &str) -> Result<()> {
             "updating an agent",
             "WITH seen AS ( \
                UPDATE agents SET last_seen_at = $2 \
-               WHERE id = $1 AND deregistered_at IS NULL AND last_seen_at <= $2 - $3 \
+               WHERE id = $1 AND deregistered_at IS NULL AND last_seen_at <= $2::bigint - $3::bigint \
                RETURNING id) \
              SELECT deregistered_at IS NULL FROM agents WHERE id = $1",
             &[&agent_id, &db.now, &SEEN_RESOLUTION_MS],

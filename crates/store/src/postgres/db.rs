@@ -141,7 +141,11 @@ impl<'a> Db<'a> {
     pub(crate) async fn try_lock_run(&mut self, id: &str) -> Result<Option<&mut RunRow>> {
         if !self.runs.contains_key(id) {
             // Waiting is safe only for a run above every run held.
-            let skip = self.runs.keys().next_back().is_some_and(|top| top.as_str() > id);
+            let skip = self
+                .runs
+                .keys()
+                .next_back()
+                .is_some_and(|top| top.as_str() > id);
             match runs::lock(self, id, skip).await? {
                 Some(row) => self.hold(row),
                 None => return Ok(None),

@@ -87,23 +87,23 @@ pub(crate) async fn append(
         (std::borrow::Cow::Owned(marked), cap + 1)
     };
     db.execute(
-            "appending logs",
-            "WITH chunk AS ( \
+        "appending logs",
+        "WITH chunk AS ( \
                INSERT INTO logs (attempt_id, seq, run_id, node_idx, attempt, stream, data) \
                VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (attempt_id, seq) DO NOTHING \
                RETURNING attempt_id) \
              UPDATE attempts SET log_bytes = $8 WHERE id IN (SELECT attempt_id FROM chunk)",
-            &[
-                &at.attempt_id,
-                &i64::from(seq),
-                &run_id,
-                &idx,
-                &number,
-                &stream_name(stream),
-                &text.as_ref(),
-                &used_after,
-            ],
-        )
+        &[
+            &at.attempt_id,
+            &i64::from(seq),
+            &run_id,
+            &idx,
+            &number,
+            &stream_name(stream),
+            &text.as_ref(),
+            &used_after,
+        ],
+    )
     .await?;
     Ok(())
 }

@@ -30,9 +30,12 @@ pub(crate) async fn migrate(client: &mut Client, schema: Option<&str>) -> Result
     .await
     .ctx(WHAT)?;
     if let Some(schema) = schema {
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
-            .await
-            .ctx(WHAT)?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        ))
+        .await
+        .ctx(WHAT)?;
     }
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS baton_migrations ( \
@@ -42,7 +45,10 @@ pub(crate) async fn migrate(client: &mut Client, schema: Option<&str>) -> Result
     .await
     .ctx(WHAT)?;
     let applied: i64 = tx
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM baton_migrations", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM baton_migrations",
+            &[],
+        )
         .await
         .ctx("reading the schema version")?
         .try_get(0)

@@ -71,11 +71,7 @@ pub(crate) async fn retry(db: &mut Db<'_>, id: &str, from: Option<&str>) -> Resu
     let plan: Vec<NodeStart> = (0..dag.len() as u32)
         .map(|i| {
             if again[i as usize] {
-                let remaining = dag
-                    .needs(i)
-                    .iter()
-                    .filter(|&&n| again[n as usize])
-                    .count() as i64;
+                let remaining = dag.needs(i).iter().filter(|&&n| again[n as usize]).count() as i64;
                 NodeStart {
                     status: if remaining == 0 {
                         NodeState::Ready

@@ -349,7 +349,21 @@ pub(crate) async fn list(db: &Db<'_>, filter: &RunFilter) -> Result<Vec<RunSumma
                 .await?
         }
     };
-    rows.iter().map(|r| run_row(r).map(|r| r.summary())).collect()
+    rows.iter()
+        .map(|r| run_row(r).map(|r| r.summary()))
+        .collect()
+}
+
+/// The run's change counter.
+pub(crate) async fn rev(db: &Db<'_>, id: &str) -> Result<i64> {
+    db.query_opt(
+        "reading a run",
+        "SELECT rev FROM runs WHERE id = $1",
+        &[&id],
+    )
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?
+    .at(0)
 }
 
 /// Cancels a run: waiting and ready nodes end at once; live attempts are told to stop
@@ -388,7 +402,8 @@ pub(crate) async fn stop(db: &mut Db<'_>, id: &str) -> Result<()> {
     run.cancel_requested = true;
     run.counts
         .shift(NodeState::Waiting, NodeState::Canceled, moved[0]);
-    run.counts.shift(NodeState::Ready, NodeState::Canceled, moved[1]);
+    run.counts
+        .shift(NodeState::Ready, NodeState::Canceled, moved[1]);
     run.settle(now);
     if run.counts.get(NodeState::Pending) + run.counts.get(NodeState::Running) > 0 {
         // Agents holding attempts of this run must hear of the cancel.

@@ -221,7 +221,10 @@ pub(crate) fn timed_out(
     let reason: Option<Reason> = db
         .conn
         .prepare_cached("SELECT reason FROM runs WHERE id = ?1")
-        .and_then(|mut s| s.query_row([&attempt.run_id], |r| opt_state(r, 0)).optional())
+        .and_then(|mut s| {
+            s.query_row([&attempt.run_id], |r| opt_state(r, 0))
+                .optional()
+        })
         .ctx("reading a run's reason")?
         .flatten();
     Ok((reason == Some(Reason::Timeout)).then(|| Outcome::error(Reason::Timeout)))

@@ -80,11 +80,7 @@ pub(crate) fn retry(db: &Db<'_>, id: &str, from: Option<&str>) -> Result<RunCrea
     let plan: Vec<NodeStart> = (0..dag.len() as u32)
         .map(|i| {
             if again[i as usize] {
-                let remaining = dag
-                    .needs(i)
-                    .iter()
-                    .filter(|&&n| again[n as usize])
-                    .count() as i64;
+                let remaining = dag.needs(i).iter().filter(|&&n| again[n as usize]).count() as i64;
                 NodeStart {
                     status: if remaining == 0 {
                         NodeState::Ready

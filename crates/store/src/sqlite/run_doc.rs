@@ -51,11 +51,8 @@ pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
             .conn
             .prepare_cached("SELECT id FROM runs WHERE retry_of = ?1 ORDER BY id")
             .ctx("reading a run")?;
-        let rows = stmt
-            .query_map([id], |r| r.get(0))
-            .ctx("reading a run")?;
-        rows.collect::<rusqlite::Result<_>>()
-            .ctx("reading a run")?
+        let rows = stmt.query_map([id], |r| r.get(0)).ctx("reading a run")?;
+        rows.collect::<rusqlite::Result<_>>().ctx("reading a run")?
     };
     let mut attempts: Vec<Vec<AttemptDoc>> = vec![Vec::new(); states.len()];
     {

@@ -33,7 +33,13 @@ pub async fn run_timeout_stops_the_run_as_an_error(h: Harness) {
     s.heartbeat(&ag, &[aref(a)], LEASE)
         .await
         .expect("heartbeat");
-    assert!(s.expire_deadlines().await.expect("deadlines").runs.is_empty());
+    assert!(
+        s.expire_deadlines()
+            .await
+            .expect("deadlines")
+            .runs
+            .is_empty()
+    );
 
     h.clock.advance(1);
     let expired = s.expire_deadlines().await.expect("deadlines");
@@ -56,10 +62,16 @@ pub async fn run_timeout_stops_the_run_as_an_error(h: Harness) {
     assert_eq!(again.next_due, None);
 
     let canceled = Outcome::canceled(Reason::Canceled);
-    let first = s.report(&ag, aref(a), canceled, None).await.expect("report");
+    let first = s
+        .report(&ag, aref(a), canceled, None)
+        .await
+        .expect("report");
     assert_eq!(first.outcome, Outcome::error(Reason::Timeout));
     assert!(!first.duplicate);
-    let repeat = s.report(&ag, aref(a), canceled, None).await.expect("repeat");
+    let repeat = s
+        .report(&ag, aref(a), canceled, None)
+        .await
+        .expect("repeat");
     assert!(repeat.duplicate, "the same report again is the same answer");
     assert_eq!(repeat.outcome, Outcome::error(Reason::Timeout));
 
@@ -201,14 +213,16 @@ pub async fn queue_timeout_default_applies_only_while_ready(h: Harness) {
     s.start_attempt(&ag, aref(&got[0])).await.expect("start");
 
     h.clock.advance(HOUR - 1);
-    s.heartbeat(&ag, &[aref(&got[0])], LEASE)
-        .await
-        .expect("hb");
-    assert!(s.expire_deadlines().await.expect("deadlines").nodes.is_empty());
+    s.heartbeat(&ag, &[aref(&got[0])], LEASE).await.expect("hb");
+    assert!(
+        s.expire_deadlines()
+            .await
+            .expect("deadlines")
+            .nodes
+            .is_empty()
+    );
     h.clock.advance(1);
-    s.heartbeat(&ag, &[aref(&got[0])], LEASE)
-        .await
-        .expect("hb");
+    s.heartbeat(&ag, &[aref(&got[0])], LEASE).await.expect("hb");
     let expired = s.expire_deadlines().await.expect("deadlines");
     assert_eq!(expired.nodes, vec![(run.clone(), "busy".to_owned())]);
     let doc = s.run(&run).await.expect("run");

@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use baton_api::Stream;
 use baton_core::{NodeState, Outcome, Reason, RunState};
 
-use super::{
-    Harness, LEASE, agent, aref, claim_nodes, names, node, start_run, states, workflow,
-};
+use super::{Harness, LEASE, agent, aref, claim_nodes, names, node, start_run, states, workflow};
 use crate::{Store, StoreError};
 
 /// Runs every node the agent can claim, reporting `exit` for the nodes named in `fail` and
@@ -20,7 +18,11 @@ async fn drive(s: &dyn Store, ag: &str, fail: &[&str]) -> Vec<String> {
             return ran;
         }
         for a in got {
-            let code = if fail.contains(&a.node.as_str()) { 1 } else { 0 };
+            let code = if fail.contains(&a.node.as_str()) {
+                1
+            } else {
+                0
+            };
             s.report(ag, aref(&a), Outcome::exited(code), None)
                 .await
                 .expect("report");
@@ -78,7 +80,11 @@ pub async fn retry_keeps_successes_and_runs_the_rest(h: Harness) {
     let done = s.run(&new.id).await.expect("run");
     assert_eq!(done.status, RunState::Success);
     let old_doc = s.run(&old).await.expect("old run");
-    assert_eq!(old_doc.status, RunState::Failure, "the old run is unchanged");
+    assert_eq!(
+        old_doc.status,
+        RunState::Failure,
+        "the old run is unchanged"
+    );
     assert_eq!(old_doc.nodes["b"].attempts.len(), 1);
 }
 
@@ -175,9 +181,15 @@ pub async fn late_output_is_refused_once_the_attempt_is_not_current(h: Harness) 
     s.report(&ag, aref(f), Outcome::exited(1), None)
         .await
         .expect("report");
-    s.append_log(&ag, aref(f), 0, Stream::Stdout, "flushed after the report\n")
-        .await
-        .expect("output just after the report is kept");
+    s.append_log(
+        &ag,
+        aref(f),
+        0,
+        Stream::Stdout,
+        "flushed after the report\n",
+    )
+    .await
+    .expect("output just after the report is kept");
     s.artifact_target(&ag, aref(f))
         .await
         .expect("artifacts just after the report are kept");
@@ -186,7 +198,8 @@ pub async fn late_output_is_refused_once_the_attempt_is_not_current(h: Harness) 
     assert_eq!(retry[0].node, "flaky");
     assert_eq!(retry[0].attempt, 2);
     assert!(matches!(
-        s.append_log(&ag, aref(f), 1, Stream::Stdout, "too late\n").await,
+        s.append_log(&ag, aref(f), 1, Stream::Stdout, "too late\n")
+            .await,
         Err(StoreError::Stale(_))
     ));
     assert!(matches!(
@@ -204,7 +217,8 @@ pub async fn late_output_is_refused_once_the_attempt_is_not_current(h: Harness) 
     let reaped = s.reap_expired().await.expect("reap");
     assert_eq!(reaped.lost, vec![l.attempt_id]);
     assert!(matches!(
-        s.append_log(&ag, aref(l), 1, Stream::Stdout, "after the reap\n").await,
+        s.append_log(&ag, aref(l), 1, Stream::Stdout, "after the reap\n")
+            .await,
         Err(StoreError::Stale(_))
     ));
     assert!(matches!(
