@@ -60,6 +60,11 @@ else
   cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
   passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 fi
+# The cluster is not needed past the tests.
+if [ -n "$pg_dir" ]; then
+  scripts/pg.sh stop "$pg_dir"
+  pg_dir=
+fi
 
 # Benches are compiled, never run or timed here. `--bench '*'` builds only the criterion
 # targets (core, store): plain `cargo bench --no-run` would also build every crate's unit

@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn postgres_urls_name_a_postgres_database() {
-        for url in ["postgres://u:p@h:5432/db", "postgresql://u@h/db?sslmode=require"] {
+        for url in [
+            "postgres://u:p@h:5432/db",
+            "postgresql://u@h/db?sslmode=require",
+        ] {
             assert_eq!(
                 with_db(url).database().unwrap(),
                 Database::Postgres(url.to_owned())
@@ -209,7 +212,10 @@ mod tests {
     #[test]
     fn passwords_never_reach_a_log() {
         let cases = [
-            ("postgres://baton:s3cret@db:5432/baton", "postgres://baton:***@db:5432/baton"),
+            (
+                "postgres://baton:s3cret@db:5432/baton",
+                "postgres://baton:***@db:5432/baton",
+            ),
             ("postgres://baton@db/baton", "postgres://baton@db/baton"),
             ("postgres://db/baton", "postgres://db/baton"),
             ("postgres://u:p@ss/w@rd@db/x", "postgres://u:***@db/x"),

@@ -148,3 +148,102 @@ async fn expire(state: &AppState) -> Option<i64> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use baton_core::Reason;
+    use baton_store::testing::{agent, fresh_pg_store, node, pg_url, start_run, workflow};
+    use baton_store::{PgOptions, PgStore, Store};
+    use tokio_util::sync::CancellationToken;
+
+    use super::{LEAD_TTL_MS, ROUTINE, run};
+    use crate::{AppState, ServerConfig, ServerTokens};
+
+    async fn state(store: PgStore, dir: &std::path::Path) -> AppState {
+        let config = ServerConfig::new(dir.to_path_buf());
+        let tokens = ServerTokens::load_or_create(dir).unwrap();
+        AppState::new(Arc::new(store), &config, &tokens, CancellationToken::new())
+            .await
+            .unwrap()
+    }
+
+    async fn first_attempt_lost(store: &dyn Store, run: &str) -> bool {
+        let doc = store.run(run).await.unwrap();
+        doc.nodes["a"]
+            .attempts
+            .first()
+            .is_some_and(|a| a.reason == Some(Reason::Lost))
+    }
+
+    /// A replica that dies while it runs the reaper (and so never hands it over) leaves
+    /// it to another once its lead ran out: no lease stays unreaped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_replica_takes_the_reaper_over_from_a_dead_one() {
+        let Some(url) = pg_url() else {
+            // Past the test harness's capture, so that a plain `cargo test` shows it.
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED (no BATON_TEST_PG_URL): postgres test \
+                 another_replica_takes_the_reaper_over_from_a_dead_one"
+            );
+            return;
+        };
+        let (store_a, schema) = fresh_pg_store(&url).await;
+        let store_b = PgStore::connect(
+            &url,
+            PgOptions {
+                schema: Some(schema.name().to_owned()),
+                pool_size: 2,
+                ..PgOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let a = state(store_a.clone(), &dir.path().join("a")).await;
+        let b = state(store_b, &dir.path().join("b")).await;
+
+        let leader = tokio::spawn(run(a));
+        // Once replica a leads, nobody else may.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while store_a
+            .try_lead(ROUTINE, "probe", LEAD_TTL_MS)
+            .await
+            .unwrap()
+        {
+            store_a.resign_lead(ROUTINE, "probe").await.unwrap();
+            assert!(tokio::time::Instant::now() < deadline, "a never led");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Killed, as by SIGKILL: it does not resign.
+        leader.abort();
+        let _ = leader.await;
+
+        let run_id = start_run(&store_a, &workflow("w", vec![node("a", &[])])).await;
+        let agent_id = agent(&store_a, "silent", &[], &[]).await;
+        let claimed = store_a.claim(&agent_id, 1, 100).await.unwrap();
+        assert_eq!(claimed.assignments.len(), 1);
+        let follower = tokio::spawn(run(b.clone()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !first_attempt_lost(&store_a, &run_id).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the expired lease was never reaped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        b.shutdown().cancel();
+        follower.await.unwrap();
+        // A clean shutdown hands the lead over at once.
+        assert!(
+            store_a
+                .try_lead(ROUTINE, "next", LEAD_TTL_MS)
+                .await
+                .unwrap()
+        );
+    }
+}

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use baton_store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Database;
 use crate::tokens::{ServerTokens, hash_token};
 use crate::wake::Wake;
-use crate::config::Database;
 use crate::{ServerConfig, ServerError};
 
 /// The state behind [`router`](crate::router): the store, the wake-ups, the settings.

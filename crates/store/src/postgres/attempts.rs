@@ -51,16 +51,52 @@ pub(crate) async fn load(db: &Db<'_>, id: i64) -> Result<Option<AttemptRow>> {
     .transpose()
 }
 
-/// Reads and locks these attempts, in ascending id order.
-pub(crate) async fn lock_many(db: &Db<'_>, ids: &[i64]) -> Result<Vec<AttemptRow>> {
+/// A live-or-ended attempt with what its ending needs to know of its node, read under
+/// its run's lock (the node's state and counters change only under that lock).
+#[derive(Debug, Clone)]
+pub(crate) struct Locked {
+    pub(crate) attempt: AttemptRow,
+    /// The node's index in its version.
+    pub(crate) idx: u32,
+    /// The node's state.
+    pub(crate) node_state: NodeState,
+    /// Attempts of the node lost so far.
+    pub(crate) lost: u32,
+}
+
+/// The columns [`locked_row`] reads, from `attempts a JOIN nodes n`.
+macro_rules! select_locked {
+    ($rest:literal) => {
+        concat!(
+            "SELECT a.id, a.node_id, a.run_id, a.number, a.agent_id, a.fence, a.status, \
+             a.reason, a.exit_code, n.idx, n.status, n.lost \
+             FROM attempts a JOIN nodes n ON n.id = a.node_id ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_locked;
+
+pub(crate) fn locked_row(r: &Row) -> Result<Locked> {
+    Ok(Locked {
+        attempt: attempt_row(r)?,
+        idx: r.u32_at(9)?,
+        node_state: r.state(10)?,
+        lost: r.u32_at(11)?,
+    })
+}
+
+/// Reads and locks these attempts (with their nodes), in ascending id order; their runs'
+/// locks must be held.
+pub(crate) async fn lock_many(db: &Db<'_>, ids: &[i64]) -> Result<Vec<Locked>> {
     db.query(
         "locking attempts",
-        select_attempts!("WHERE id = ANY($1) ORDER BY id FOR UPDATE"),
+        select_locked!("WHERE a.id = ANY($1) ORDER BY a.id FOR UPDATE OF a"),
         &[&ids],
     )
     .await?
     .iter()
-    .map(attempt_row)
+    .map(locked_row)
     .collect()
 }
 
@@ -73,21 +109,25 @@ pub(crate) fn owned(row: Option<AttemptRow>, agent_id: &str, at: AttemptRef) -> 
     }
 }
 
-/// Locks the run of an attempt (so its state cannot change under the caller) and reads
-/// the attempt; `Stale` unless it is the agent's, with this fence.
-pub(crate) async fn lock_owned(
-    db: &mut Db<'_>,
-    agent_id: &str,
-    at: AttemptRef,
-) -> Result<AttemptRow> {
-    let Some(first) = load(db, at.attempt_id).await? else {
-        return Err(StoreError::Stale(at.attempt_id));
-    };
-    if db.held(&first.run_id).is_none() {
-        db.lock_run(&first.run_id).await?;
+/// Locks the run of an attempt (so its state cannot change under the caller), then the
+/// attempt; `Stale` unless it is the agent's, with this fence. The caller holds no run
+/// yet, or already holds this one.
+pub(crate) async fn lock_owned(db: &mut Db<'_>, agent_id: &str, at: AttemptRef) -> Result<Locked> {
+    db.lock_runs_of(&[at.attempt_id]).await?;
+    let row = db
+        .query_opt(
+            "locking an attempt",
+            select_locked!("WHERE a.id = $1 FOR UPDATE OF a"),
+            &[&at.attempt_id],
+        )
+        .await?
+        .as_ref()
+        .map(locked_row)
+        .transpose()?;
+    match row {
+        Some(l) if l.attempt.agent_id == agent_id && l.attempt.fence == at.fence => Ok(l),
+        _ => Err(StoreError::Stale(at.attempt_id)),
     }
-    // Read again under the run's lock: the state may have moved before it was taken.
-    owned(load(db, at.attempt_id).await?, agent_id, at)
 }
 
 /// How stale `last_seen_at` may get before a call rewrites it: saves a write on most
@@ -137,7 +177,7 @@ pub(crate) fn lease_until(db: &Db<'_>, lease_ms: u64) -> i64 {
 
 /// Marks a claimed attempt started; repeating it is a no-op.
 pub(crate) async fn start(db: &mut Db<'_>, agent_id: &str, at: AttemptRef) -> Result<()> {
-    let attempt = lock_owned(db, agent_id, at).await?;
+    let attempt = lock_owned(db, agent_id, at).await?.attempt;
     match attempt.status {
         AttemptState::Running => return Ok(()),
         AttemptState::Pending => {}

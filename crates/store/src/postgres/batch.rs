@@ -3,12 +3,14 @@
 //! The agent's row is touched first and the reported attempts' runs and rows are locked up
 //! front, in id order, before anything changes: the lock order every writer follows.
 
-use baton_api::{AttemptRef, AttemptReport};
+use std::collections::HashMap;
 
-use super::attempts::{self, touch_agent};
+use baton_api::AttemptReport;
+
+use super::attempts::{self, Locked, touch_agent};
 use super::claim::take_ready;
 use super::db::Db;
-use super::report::report;
+use super::report::report_locked;
 use crate::{BatchReported, Result, StoreError};
 
 /// Records each report, then hands the agent up to `want` ready nodes.
@@ -27,25 +29,28 @@ pub(crate) async fn report_batch(
         touch_agent(db, agent_id).await?;
     }
     let ids: Vec<i64> = reports.iter().map(|r| r.attempt_id).collect();
-    let runs: Vec<String> = db
-        .query(
-            "finding the reported runs",
-            "SELECT DISTINCT run_id FROM attempts WHERE id = ANY($1)",
-            &[&ids],
-        )
+    db.lock_runs_of(&ids).await?;
+    let mut locked: HashMap<i64, Locked> = attempts::lock_many(db, &ids)
         .await?
-        .iter()
-        .map(|r| super::db::RowExt::at(r, 0))
-        .collect::<Result<_>>()?;
-    db.lock_runs(&runs).await?;
-    attempts::lock_many(db, &ids).await?;
+        .into_iter()
+        .map(|l| (l.attempt.id, l))
+        .collect();
     for r in reports {
-        let at = AttemptRef {
-            attempt_id: r.attempt_id,
-            fence: r.fence,
-        };
+        if !r.outcome.state.is_terminal() {
+            return Err(StoreError::Invalid(format!(
+                "an attempt cannot end as {}",
+                r.outcome.state
+            )));
+        }
         // A stale report is refused before it writes anything, so the others stand.
-        match report(db, agent_id, at, r.outcome, r.message.as_deref()).await {
+        let mine = locked
+            .get_mut(&r.attempt_id)
+            .filter(|l| l.attempt.agent_id == agent_id && l.attempt.fence == r.fence);
+        let Some(mine) = mine else {
+            out.reports.push(None);
+            continue;
+        };
+        match report_locked(db, mine, r.outcome, r.message.as_deref()).await {
             Ok(reported) => out.reports.push(Some(reported)),
             Err(StoreError::Stale(_)) => out.reports.push(None),
             Err(e) => return Err(e),

@@ -27,10 +27,8 @@ pub(crate) type Params<'p> = [&'p (dyn ToSql + Sync)];
 #[derive(Debug)]
 struct Held {
     row: RunRow,
-    /// `rev` when locked: every change of a run settles it, which bumps `rev`.
-    locked_rev: i64,
-    /// `rev` as last written: a run whose `rev` moved since is written back before the
-    /// commit.
+    /// `rev` when locked: every change of a run settles it, which bumps `rev`, so a run
+    /// whose `rev` moved is written back with the commit.
     saved_rev: i64,
 }
 
@@ -182,11 +180,34 @@ impl<'a> Db<'a> {
         Ok(())
     }
 
+    /// Locks the runs of these attempts, in ascending id order, waiting for each; runs
+    /// already held are read again under their lock only if not held. Used first thing by
+    /// calls that end attempts, so the order holds.
+    pub(crate) async fn lock_runs_of(&mut self, attempts: &[i64]) -> Result<()> {
+        if !self.runs.is_empty() {
+            // Rare (a report inside a batch): find the runs, then lock in order.
+            let ids: Vec<String> = self
+                .query(
+                    "finding the reported runs",
+                    "SELECT DISTINCT run_id FROM attempts WHERE id = ANY($1)",
+                    &[&attempts],
+                )
+                .await?
+                .iter()
+                .map(|r| r.at(0))
+                .collect::<Result<_>>()?;
+            return self.lock_runs(&ids).await;
+        }
+        for row in runs::lock_of_attempts(self, attempts).await? {
+            self.hold(row);
+        }
+        Ok(())
+    }
+
     fn hold(&mut self, row: RunRow) {
         self.runs.insert(
             row.id.clone(),
             Held {
-                locked_rev: row.rev,
                 saved_rev: row.rev,
                 row,
             },
@@ -205,22 +226,21 @@ impl<'a> Db<'a> {
         self.runs.get(id).map(|h| &h.row)
     }
 
-    /// Writes back every run this transaction changed, in id order.
-    pub(crate) async fn flush(&mut self) -> Result<()> {
-        for held in self.runs.values_mut() {
-            if held.row.rev != held.saved_rev {
-                runs::save(self.client, &held.row).await?;
-                held.saved_rev = held.row.rev;
-            }
+    /// The statements that write back every run this transaction changed, in id order;
+    /// sent with the `COMMIT` so they cost no round trip of their own.
+    pub(crate) fn save_sql(&self) -> Result<String> {
+        let mut sql = String::new();
+        for held in self.runs.values().filter(|h| h.row.rev != h.saved_rev) {
+            runs::push_save_sql(&mut sql, &held.row)?;
         }
-        Ok(())
+        Ok(sql)
     }
 
     /// Runs this transaction created or changed, for `baton_run` notifications.
     pub(crate) fn changed_runs(&self) -> impl Iterator<Item = &str> {
         self.runs
             .iter()
-            .filter(|(_, h)| h.row.rev != h.locked_rev)
+            .filter(|(_, h)| h.row.rev != h.saved_rev)
             .map(|(id, _)| id.as_str())
             .chain(self.created.iter().map(String::as_str))
     }

@@ -31,7 +31,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const PING_EVERY: Duration = Duration::from_secs(10);
 
 /// Listens until the store is dropped (the task is aborted then), reconnecting as needed.
-pub(crate) async fn listen(config: Config, events: broadcast::Sender<StoreEvent>) {
+pub(crate) async fn listen(mut config: Config, events: broadcast::Sender<StoreEvent>) {
+    let name = format!(
+        "{}-listen",
+        config.get_application_name().unwrap_or("baton")
+    );
+    config.application_name(name);
     let mut backoff = BACKOFF_MIN;
     let mut connected_before = false;
     loop {

@@ -14,6 +14,7 @@ use crate::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_deadlines_rerun.sql"),
+    include_str!("../../migrations/postgres/0003_leads.sql"),
 ];
 
 /// Creates `schema` when named, then applies the migrations the database has not seen.

@@ -28,6 +28,7 @@ mod claim;
 mod db;
 mod deadlines;
 mod events;
+mod lead;
 mod logs;
 mod migrate;
 mod report;
@@ -161,9 +162,10 @@ macro_rules! transaction {
         loop {
             let mut conn = Open(Some($store.connection($what).await?));
             let (out, clean) = match $store.begin(conn.client()?, $what, $mode).await {
-                Ok(mut $db) => {
+                Ok(mut db) => {
+                    let $db = &mut db;
                     let out = $body.await;
-                    $store.end($db, $what, $mode, out).await
+                    $store.end(db, $what, $mode, out).await
                 }
                 Err(e) => (Err(e), false),
             };
@@ -340,7 +342,7 @@ impl PgStore {
     /// outcome, and whether the connection is clean to go back to the pool.
     async fn end<T>(
         &self,
-        mut db: Db<'_>,
+        db: Db<'_>,
         what: &'static str,
         mode: Mode,
         out: Result<T>,
@@ -348,16 +350,16 @@ impl PgStore {
         if mode == Mode::Plain {
             return (out, true);
         }
-        let out = match out {
-            Ok(v) => db.flush().await.map(|()| v),
-            Err(e) => Err(e),
+        let end = match &out {
+            Ok(_) => finish_sql(&db, mode),
+            Err(_) => Ok(String::new()),
         };
-        match out {
-            Ok(v) => match db.client().batch_execute(&finish_sql(&db, mode)).await {
+        match (out, end) {
+            (Ok(v), Ok(end)) => match db.client().batch_execute(&end).await {
                 Ok(()) => (Ok(v), true),
                 Err(e) => (Err(e).ctx(what), false),
             },
-            Err(e) => {
+            (Err(e), _) | (Ok(_), Err(e)) => {
                 let clean = db.client().batch_execute("ROLLBACK").await.is_ok();
                 (Err(e), clean)
             }
@@ -435,10 +437,10 @@ enum Mode {
     Plain,
 }
 
-/// The statements that end a transaction: notifications for what it changed, then
-/// `COMMIT`, sent together.
-fn finish_sql(db: &Db<'_>, mode: Mode) -> String {
-    let mut sql = String::new();
+/// The statements that end a transaction, sent together: the runs it changed written
+/// back, notifications for them, then `COMMIT`.
+fn finish_sql(db: &Db<'_>, mode: Mode) -> Result<String> {
+    let mut sql = db.save_sql()?;
     if mode == Mode::Write {
         let runs: Vec<String> = db
             .changed_runs()
@@ -458,7 +460,7 @@ fn finish_sql(db: &Db<'_>, mode: Mode) -> String {
         }
     }
     sql.push_str("COMMIT");
-    sql
+    Ok(sql)
 }
 
 /// A pooled connection inside a transaction. Dropped before [`close`](Open::close) (the
@@ -502,76 +504,71 @@ impl Store for PgStore {
 
     async fn put_server_token(&self, kind: TokenKind, hash: &str) -> Result<()> {
         write_tx!(self, "storing a server token", |db| {
-            tokens::put_server_token(&mut db, kind, hash)
+            tokens::put_server_token(db, kind, hash)
         })
     }
 
     async fn authenticate(&self, hash: &str) -> Result<Option<Principal>> {
         // One statement: no transaction around it.
         transaction!(self, "checking a token", Mode::Plain, |db| {
-            tokens::authenticate(&mut db, hash)
+            tokens::authenticate(db, hash)
         })
     }
 
     async fn apply_workflow(&self, workflow: &Workflow, source: &str) -> Result<WorkflowVersion> {
         write_tx!(self, "applying a workflow", |db| workflows::apply(
-            &mut db, workflow, source
+            db, workflow, source
         ))
     }
 
     async fn list_workflows(&self) -> Result<Vec<WorkflowSummary>> {
-        read_tx!(self, "listing workflows", |db| workflows::list(&mut db))
+        read_tx!(self, "listing workflows", |db| workflows::list(db))
     }
 
     async fn workflow(&self, name: &str) -> Result<WorkflowDoc> {
-        read_tx!(self, "reading a workflow", |db| workflows::show(
-            &mut db, name
-        ))
+        read_tx!(self, "reading a workflow", |db| workflows::show(db, name))
     }
 
     async fn workflow_version(&self, name: &str, version: i64) -> Result<WorkflowVersionDoc> {
         read_tx!(self, "reading a workflow version", |db| workflows::version(
-            &mut db, name, version
+            db, name, version
         ))
     }
 
     async fn create_run(&self, workflow: &str, version: Option<i64>) -> Result<RunCreated> {
         write_tx!(self, "creating a run", |db| runs::create(
-            &mut db, workflow, version
+            db, workflow, version
         ))
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
-        read_tx!(self, "listing runs", |db| runs::list(&mut db, filter))
+        read_tx!(self, "listing runs", |db| runs::list(db, filter))
     }
 
     async fn run(&self, id: &str) -> Result<RunDoc> {
-        read_tx!(self, "reading a run", |db| run_doc::load(&mut db, id))
+        read_tx!(self, "reading a run", |db| run_doc::load(db, id))
     }
 
     async fn run_rev(&self, id: &str) -> Result<i64> {
-        transaction!(self, "reading a run", Mode::Plain, |db| runs::rev(
-            &mut db, id
-        ))
+        transaction!(self, "reading a run", Mode::Plain, |db| runs::rev(db, id))
     }
 
     async fn cancel_run(&self, id: &str) -> Result<RunDoc> {
-        write_tx!(self, "canceling a run", |db| runs::cancel(&mut db, id))
+        write_tx!(self, "canceling a run", |db| runs::cancel(db, id))
     }
 
     async fn retry_run(&self, id: &str, from: Option<&str>) -> Result<RunCreated> {
-        write_tx!(self, "retrying a run", |db| rerun::retry(&mut db, id, from))
+        write_tx!(self, "retrying a run", |db| rerun::retry(db, id, from))
     }
 
     async fn expire_deadlines(&self) -> Result<Expired> {
         // Most passes find nothing due: a read answers them without locking anything.
         let (next_due, now) = read_tx!(self, "finding the next deadline", |db| async {
-            let db = &mut db;
             Ok::<_, StoreError>((deadlines::next_due(db).await?, db.now))
         })?;
         match next_due {
             Some(at) if at <= now => {
-                write_tx!(self, "enforcing deadlines", |db| deadlines::expire(&mut db))
+                write_tx!(self, "enforcing deadlines", |db| deadlines::expire(db))
             }
             _ => Ok(Expired {
                 next_due,
@@ -581,36 +578,34 @@ impl Store for PgStore {
     }
 
     async fn logs(&self, run_id: &str, query: &LogQuery) -> Result<LogPage> {
-        read_tx!(self, "reading logs", |db| logs::page(
-            &mut db, run_id, query
-        ))
+        read_tx!(self, "reading logs", |db| logs::page(db, run_id, query))
     }
 
     async fn register_agent(&self, agent: &RegisterAgent, token_hash: &str) -> Result<String> {
         write_tx!(self, "registering an agent", |db| agents::register(
-            &mut db, agent, token_hash
+            db, agent, token_hash
         ))
     }
 
     async fn deregister_agent(&self, agent_id: &str) -> Result<()> {
         write_tx!(self, "deregistering an agent", |db| agents::deregister(
-            &mut db, agent_id
+            db, agent_id
         ))
     }
 
     async fn list_agents(&self, lease_ms: u64) -> Result<Vec<AgentDoc>> {
-        read_tx!(self, "listing agents", |db| agents::list(&mut db, lease_ms))
+        read_tx!(self, "listing agents", |db| agents::list(db, lease_ms))
     }
 
     async fn claim(&self, agent_id: &str, max: u32, lease_ms: u64) -> Result<Claimed> {
         write_tx!(self, "claiming work", |db| claim::claim(
-            &mut db, agent_id, max, lease_ms
+            db, agent_id, max, lease_ms
         ))
     }
 
     async fn start_attempt(&self, agent_id: &str, attempt: AttemptRef) -> Result<()> {
         write_tx!(self, "starting an attempt", |db| attempts::start(
-            &mut db, agent_id, attempt
+            db, agent_id, attempt
         ))
     }
 
@@ -621,7 +616,7 @@ impl Store for PgStore {
         lease_ms: u64,
     ) -> Result<HeartbeatResult> {
         write_tx!(self, "renewing leases", |db| attempts::heartbeat(
-            &mut db, agent_id, attempts, lease_ms
+            db, agent_id, attempts, lease_ms
         ))
     }
 
@@ -633,7 +628,7 @@ impl Store for PgStore {
         message: Option<&str>,
     ) -> Result<Reported> {
         write_tx!(self, "recording a report", |db| report::report(
-            &mut db, agent_id, attempt, outcome, message
+            db, agent_id, attempt, outcome, message
         ))
     }
 
@@ -645,7 +640,7 @@ impl Store for PgStore {
         lease_ms: u64,
     ) -> Result<BatchReported> {
         write_tx!(self, "recording reports", |db| batch::report_batch(
-            &mut db, agent_id, reports, want, lease_ms
+            db, agent_id, reports, want, lease_ms
         ))
     }
 
@@ -658,17 +653,29 @@ impl Store for PgStore {
         data: &str,
     ) -> Result<()> {
         write_tx!(self, "appending logs", |db| logs::append(
-            &mut db, agent_id, attempt, seq, stream, data
+            db, agent_id, attempt, seq, stream, data
         ))
     }
 
     async fn reap_expired(&self) -> Result<Reaped> {
-        write_tx!(self, "reaping expired leases", |db| report::reap(&mut db))
+        write_tx!(self, "reaping expired leases", |db| report::reap(db))
+    }
+
+    async fn try_lead(&self, routine: &str, holder: &str, ttl_ms: u64) -> Result<bool> {
+        write_tx!(self, "taking a lead", |db| lead::try_lead(
+            db, routine, holder, ttl_ms
+        ))
+    }
+
+    async fn resign_lead(&self, routine: &str, holder: &str) -> Result<()> {
+        write_tx!(self, "giving up a lead", |db| lead::resign_lead(
+            db, routine, holder
+        ))
     }
 
     async fn artifact_target(&self, agent_id: &str, attempt: AttemptRef) -> Result<ArtifactTarget> {
         read_tx!(self, "checking an artifact upload", |db| artifacts::target(
-            &mut db, agent_id, attempt
+            db, agent_id, attempt
         ))
     }
 
@@ -680,13 +687,11 @@ impl Store for PgStore {
         sha256: &str,
     ) -> Result<()> {
         write_tx!(self, "recording an artifact", |db| artifacts::record(
-            &mut db, attempt_id, path, size, sha256
+            db, attempt_id, path, size, sha256
         ))
     }
 
     async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactDoc>> {
-        read_tx!(self, "listing artifacts", |db| artifacts::list(
-            &mut db, run_id
-        ))
+        read_tx!(self, "listing artifacts", |db| artifacts::list(db, run_id))
     }
 }

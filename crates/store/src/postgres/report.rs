@@ -7,10 +7,9 @@
 use baton_api::AttemptRef;
 use baton_core::{AttemptDecision, NodeState, Outcome, Reason, RetryOn, decide_attempt_end};
 
-use super::attempts::{attempt_row, lock_owned};
-use super::db::{Db, RowExt, corrupt};
+use super::attempts::{Locked, lock_owned, locked_row, select_locked};
+use super::db::{Db, RowExt};
 use super::deadlines;
-use crate::sqlite::attempts::AttemptRow;
 use crate::{Reaped, Reported, Result, StoreError};
 
 /// Most attempts one reaping pass ends, to keep the write short; the rest are left for
@@ -31,13 +30,30 @@ pub(crate) async fn report(
             outcome.state
         )));
     }
-    let attempt = lock_owned(db, agent_id, at).await?;
+    let mut locked = lock_owned(db, agent_id, at).await?;
+    report_locked(db, &mut locked, outcome, message).await
+}
+
+/// [`report`] of an attempt already locked with its run and found to be the caller's;
+/// `locked` is updated to its new state.
+pub(crate) async fn report_locked(
+    db: &mut Db<'_>,
+    locked: &mut Locked,
+    outcome: Outcome,
+    message: Option<&str>,
+) -> Result<Reported> {
+    if !outcome.state.is_terminal() {
+        return Err(StoreError::Invalid(format!(
+            "an attempt cannot end as {}",
+            outcome.state
+        )));
+    }
     // Checked before the repeat test, so the same report sent again compares equal.
-    let (outcome, message) = match deadlines::timed_out(db, &attempt, outcome) {
+    let (outcome, message) = match deadlines::timed_out(db, &locked.attempt, outcome) {
         Some(timed_out) => (timed_out, Some(deadlines::RUN_TIMEOUT_MESSAGE)),
         None => (outcome, message),
     };
-    if let Some(stored) = attempt.outcome() {
+    if let Some(stored) = locked.attempt.outcome() {
         if stored == outcome {
             return Ok(Reported {
                 outcome: stored,
@@ -45,9 +61,12 @@ pub(crate) async fn report(
                 woke: false,
             });
         }
-        return Err(StoreError::Stale(at.attempt_id));
+        return Err(StoreError::Stale(locked.attempt.id));
     }
-    let woke = end_attempt(db, &attempt, outcome, message).await?;
+    let woke = end_attempt(db, locked, outcome, message).await?;
+    locked.attempt.status = outcome.state;
+    locked.attempt.reason = Some(outcome.reason);
+    locked.attempt.exit_code = outcome.exit_code;
     Ok(Reported {
         outcome,
         duplicate: false,
@@ -82,22 +101,22 @@ pub(crate) async fn reap(db: &mut Db<'_>) -> Result<Reaped> {
         db.lock_runs(&runs).await?;
         // Locked in id order like every writer of attempts; the lease test is made again
         // on the locked rows, so one renewed or ended meanwhile drops out.
-        let locked: Vec<AttemptRow> = db
+        let locked: Vec<Locked> = db
             .query(
                 "locking expired attempts",
-                "SELECT id, node_id, run_id, number, agent_id, fence, status, reason, \
-                   exit_code FROM attempts \
-                 WHERE id = ANY($1) AND status IN ('pending', 'running') AND lease_until < $2 \
-                 ORDER BY id FOR UPDATE",
+                select_locked!(
+                    "WHERE a.id = ANY($1) AND a.status IN ('pending', 'running') \
+                     AND a.lease_until < $2 ORDER BY a.id FOR UPDATE OF a"
+                ),
                 &[&ids, &now],
             )
             .await?
             .iter()
-            .map(attempt_row)
+            .map(locked_row)
             .collect::<Result<_>>()?;
         // Reaped in lease order, as found.
         for id in &ids {
-            let Some(attempt) = locked.iter().find(|a| a.id == *id) else {
+            let Some(attempt) = locked.iter().find(|l| l.attempt.id == *id) else {
                 continue;
             };
             woke |= end_attempt(
@@ -107,7 +126,7 @@ pub(crate) async fn reap(db: &mut Db<'_>) -> Result<Reaped> {
                 Some("the agent stopped renewing the lease"),
             )
             .await?;
-            lost.push(attempt.id);
+            lost.push(attempt.attempt.id);
         }
     }
     let next_expiry: Option<i64> = db
@@ -125,40 +144,46 @@ pub(crate) async fn reap(db: &mut Db<'_>) -> Result<Reaped> {
     })
 }
 
-/// Ends a live attempt and moves its node, downstream and run on; the run's lock is held.
-/// Returns true when some node became claimable right now.
+/// Ends the attempt, moves its node to `to` and, with `children`, releases those (success)
+/// or skips those still waiting (`skip`): one statement. Returns the released children as
+/// (state, id) rows, or one row with the number skipped.
+const END_AND_RELEASE: &str = "WITH ended AS ( \
+       UPDATE attempts SET status = $2, reason = $3, exit_code = $4, message = $5, \
+         finished_at = $6, lease_until = NULL WHERE id = $1), \
+     moved AS ( \
+       UPDATE nodes SET status = $8, ready_at = $9, lost = $10 WHERE id = $7) \
+     UPDATE nodes SET remaining = remaining - 1, \
+       status = CASE WHEN remaining = 1 AND status = 'waiting' THEN 'ready' ELSE status END, \
+       ready_at = CASE WHEN remaining = 1 AND status = 'waiting' THEN $6 ELSE ready_at END \
+     WHERE run_id = $11 AND idx = ANY($12) \
+     RETURNING status, id";
+const END_AND_SKIP: &str = "WITH ended AS ( \
+       UPDATE attempts SET status = $2, reason = $3, exit_code = $4, message = $5, \
+         finished_at = $6, lease_until = NULL WHERE id = $1), \
+     moved AS ( \
+       UPDATE nodes SET status = $8, ready_at = $9, lost = $10 WHERE id = $7), \
+     skipped AS ( \
+       UPDATE nodes SET status = 'skipped' \
+       WHERE run_id = $11 AND status = 'waiting' AND idx = ANY($12) RETURNING 1) \
+     SELECT COUNT(*) FROM skipped";
+
+/// Ends a live attempt and moves its node, downstream and run on; the run's and the
+/// attempt's locks are held. Returns true when some node became claimable right now.
 pub(crate) async fn end_attempt(
     db: &mut Db<'_>,
-    attempt: &AttemptRow,
+    locked: &Locked,
     outcome: Outcome,
     message: Option<&str>,
 ) -> Result<bool> {
     let now = db.now;
-    let node = db
-        .query_opt(
-            "ending an attempt",
-            "WITH ended AS ( \
-               UPDATE attempts SET status = $2, reason = $3, exit_code = $4, message = $5, \
-                 finished_at = $6, lease_until = NULL WHERE id = $1) \
-             SELECT idx, status, lost FROM nodes WHERE id = $7",
-            &[
-                &attempt.id,
-                &outcome.state.as_str(),
-                &outcome.reason.as_str(),
-                &outcome.exit_code,
-                &message,
-                &now,
-                &attempt.node_id,
-            ],
-        )
-        .await?
-        .ok_or_else(|| corrupt(format!("attempt {} has no node", attempt.id)))?;
-    let idx = node.u32_at(0)?;
-    let node_state: NodeState = node.state(1)?;
-    let lost = node.u32_at(2)?;
-    let version_id = db.lock_run(&attempt.run_id).await?.version_id.clone();
+    let attempt = &locked.attempt;
+    let node_state = locked.node_state;
+    let (version_id, cancel_requested) = {
+        let run = db.lock_run(&attempt.run_id).await?;
+        (run.version_id.clone(), run.cancel_requested)
+    };
     let compiled = db.cache.version(db, &version_id).await?;
-    let spec = compiled.node(idx)?;
+    let spec = compiled.node(locked.idx)?;
     if !spec.resources.is_empty() {
         db.execute(
             "releasing resources",
@@ -171,80 +196,91 @@ pub(crate) async fn end_attempt(
         // A live attempt always has a live node; keep the attempt's end and touch nothing
         // else rather than break the run's counters.
         tracing::warn!(attempt = attempt.id, node = %node_state, "live attempt of a settled node");
+        db.execute(
+            "ending an attempt",
+            "UPDATE attempts SET status = $2, reason = $3, exit_code = $4, message = $5, \
+             finished_at = $6, lease_until = NULL WHERE id = $1",
+            &[
+                &attempt.id,
+                &outcome.state.as_str(),
+                &outcome.reason.as_str(),
+                &outcome.exit_code,
+                &message,
+                &now,
+            ],
+        )
+        .await?;
         db.lock_run(&attempt.run_id).await?.settle(now);
         return Ok(false);
     }
 
-    let cancel_requested = db.lock_run(&attempt.run_id).await?.cancel_requested;
     let decision = decide_attempt_end(
         &spec.retry,
         attempt.number,
-        lost,
+        locked.lost,
         &outcome,
         cancel_requested,
         rand::random::<f64>(),
     );
-    let lost = lost + u32::from(RetryOn::of(&outcome) == Some(RetryOn::Lost));
-    let mut woke = false;
-    let mut shifts: Vec<(NodeState, NodeState, i64)> = Vec::new();
-    match decision {
+    let lost = locked.lost + u32::from(RetryOn::of(&outcome) == Some(RetryOn::Lost));
+    let (to, ready_at, below, skip) = match decision {
         AttemptDecision::Retry { delay_ms } => {
-            let ready_at = now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
-            set_node(db, attempt.node_id, NodeState::Ready, Some(ready_at), lost).await?;
-            shifts.push((node_state, NodeState::Ready, 1));
-            woke = delay_ms == 0;
-            if woke {
-                db.mark_readied(attempt.node_id);
-            } else {
-                // Waiting claims must learn when it falls due.
-                db.mark_work();
-            }
+            let at = now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
+            (NodeState::Ready, Some(at), Vec::new(), false)
+        }
+        AttemptDecision::Finish(NodeState::Success) => {
+            let children = compiled.dag.children(locked.idx);
+            let children: Vec<i64> = children.iter().map(|&c| i64::from(c)).collect();
+            (NodeState::Success, None, children, false)
         }
         AttemptDecision::Finish(end) => {
-            set_node(db, attempt.node_id, end, None, lost).await?;
-            shifts.push((node_state, end, 1));
-            if end == NodeState::Success {
-                let children: Vec<i64> = compiled
-                    .dag
-                    .children(idx)
-                    .iter()
-                    .map(|&c| i64::from(c))
-                    .collect();
-                if !children.is_empty() {
-                    // Every SET expression reads the row as it was, as in SQLite.
-                    let released = db
-                        .query(
-                            "releasing downstream nodes",
-                            "UPDATE nodes SET remaining = remaining - 1, \
-                               status = CASE WHEN remaining = 1 AND status = 'waiting' \
-                                        THEN 'ready' ELSE status END, \
-                               ready_at = CASE WHEN remaining = 1 AND status = 'waiting' \
-                                          THEN $3 ELSE ready_at END \
-                             WHERE run_id = $1 AND idx = ANY($2) \
-                             RETURNING status, id",
-                            &[&attempt.run_id, &children, &now],
-                        )
-                        .await?;
-                    for r in &released {
-                        // Only a node that was waiting on this very need can be ready
-                        // here: a ready node never has needs left.
-                        if r.state::<NodeState>(0)? == NodeState::Ready {
-                            shifts.push((NodeState::Waiting, NodeState::Ready, 1));
-                            woke = true;
-                            db.mark_readied(r.at(1)?);
-                        }
-                    }
-                }
-            } else {
-                let below: Vec<i64> = compiled
-                    .dag
-                    .descendants(idx)
-                    .iter()
-                    .map(|&c| i64::from(c))
-                    .collect();
-                if !below.is_empty() {
-                    let skipped = skip_waiting(db, &attempt.run_id, &below).await?;
-                    shifts.push((NodeState::Waiting, NodeState::Skipped, skipped));
+            let below = compiled.dag.descendants(locked.idx);
+            let below: Vec<i64> = below.iter().map(|&c| i64::from(c)).collect();
+            (end, None, below, true)
+        }
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+        &attempt.id,
+        &outcome.state.as_str(),
+        &outcome.reason.as_str(),
+        &outcome.exit_code,
+        &message,
+        &now,
+        &attempt.node_id,
+        &to.as_str(),
+        &ready_at,
+        &i64::from(lost),
+        &attempt.run_id,
+        &below,
+    ];
+    let rows = db
+        .query(
+            "ending an attempt",
+            if skip { END_AND_SKIP } else { END_AND_RELEASE },
+            &params,
+        )
+        .await?;
+    let mut shifts = vec![(node_state, to, 1)];
+    let mut woke = false;
+    match decision {
+        AttemptDecision::Retry { delay_ms: 0 } => {
+            woke = true;
+            db.mark_readied(attempt.node_id);
+        }
+        // Waiting claims must learn when it falls due.
+        AttemptDecision::Retry { .. } => db.mark_work(),
+        AttemptDecision::Finish(_) if skip => {
+            let skipped: i64 = rows.first().map(|r| r.at(0)).transpose()?.unwrap_or(0);
+            shifts.push((NodeState::Waiting, NodeState::Skipped, skipped));
+        }
+        AttemptDecision::Finish(_) => {
+            for r in &rows {
+                // Only a node that was waiting on this very need can be ready here: a
+                // ready node never has needs left.
+                if r.state::<NodeState>(0)? == NodeState::Ready {
+                    shifts.push((NodeState::Waiting, NodeState::Ready, 1));
+                    woke = true;
+                    db.mark_readied(r.at(1)?);
                 }
             }
         }
@@ -268,20 +304,4 @@ pub(crate) async fn skip_waiting(db: &Db<'_>, run_id: &str, below: &[i64]) -> Re
         )
         .await?;
     Ok(n as i64)
-}
-
-async fn set_node(
-    db: &Db<'_>,
-    node_id: i64,
-    to: NodeState,
-    ready_at: Option<i64>,
-    lost: u32,
-) -> Result<()> {
-    db.execute(
-        "moving a node",
-        "UPDATE nodes SET status = $2, ready_at = $3, lost = $4 WHERE id = $1",
-        &[&node_id, &to.as_str(), &ready_at, &i64::from(lost)],
-    )
-    .await?;
-    Ok(())
 }

@@ -6,10 +6,9 @@
 
 use baton_api::{RunDoc, RunFilter, RunSummary};
 use baton_core::{NodeState, RunState};
-use deadpool_postgres::ClientWrapper;
 use tokio_postgres::Row;
 
-use super::db::{Db, RowExt, SqlResult};
+use super::db::{Db, RowExt, corrupt};
 use super::run_doc;
 use crate::sqlite::cache::Compiled;
 use crate::sqlite::runs::{Counts, LIST_DEFAULT, LIST_MAX};
@@ -96,6 +95,21 @@ pub(crate) async fn lock_many(db: &Db<'_>, ids: &[String]) -> Result<Vec<RunRow>
     .collect()
 }
 
+/// Reads and locks the runs of these attempts, in ascending id order.
+pub(crate) async fn lock_of_attempts(db: &Db<'_>, attempts: &[i64]) -> Result<Vec<RunRow>> {
+    db.query(
+        "locking runs",
+        select_runs!(
+            "WHERE id IN (SELECT run_id FROM attempts WHERE id = ANY($1)) ORDER BY id FOR UPDATE"
+        ),
+        &[&attempts],
+    )
+    .await?
+    .iter()
+    .map(run_row)
+    .collect()
+}
+
 /// Reads a run without locking it (reads and runs that are finished for good).
 pub(crate) async fn load(db: &Db<'_>, id: &str) -> Result<Option<RunRow>> {
     db.query_opt("loading a run", select_runs!("WHERE id = $1"), &[&id])
@@ -112,38 +126,47 @@ pub(crate) async fn get(db: &Db<'_>, id: &str) -> Result<RunRow> {
         .ok_or_else(|| StoreError::NotFound(format!("run {id}")))
 }
 
-/// Writes back everything a use case may have changed.
-pub(crate) async fn save(client: &ClientWrapper, run: &RunRow) -> Result<()> {
-    const SQL: &str = "UPDATE runs SET status = $2, cancel_requested = $3, started_at = $4, \
-         finished_at = $5, rev = $6, n_waiting = $7, n_ready = $8, n_pending = $9, \
-         n_running = $10, n_success = $11, n_failure = $12, n_error = $13, \
-         n_canceled = $14, n_skipped = $15, reason = $16 WHERE id = $1";
+/// Appends the statement that writes back everything a use case may have changed.
+///
+/// Rendered as text so it can travel with the `COMMIT`: every value is a number, a
+/// state's fixed name, or the run id, which is a UUID this store made (anything else is
+/// refused).
+pub(crate) fn push_save_sql(sql: &mut String, run: &RunRow) -> Result<()> {
+    use std::fmt::Write as _;
+    if !run
+        .id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(corrupt(format!("run id {:?} is not a uuid", run.id)));
+    }
+    let opt = |v: Option<i64>| v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
     let c = COUNTED.map(|s| run.counts.get(s));
-    let stmt = client.prepare_cached(SQL).await.ctx("saving a run")?;
-    client
-        .execute(
-            &stmt,
-            &[
-                &run.id,
-                &run.status.as_str(),
-                &run.cancel_requested,
-                &run.started_at,
-                &run.finished_at,
-                &run.rev,
-                &c[0],
-                &c[1],
-                &c[2],
-                &c[3],
-                &c[4],
-                &c[5],
-                &c[6],
-                &c[7],
-                &c[8],
-                &run.reason.map(|r| r.as_str()),
-            ],
-        )
-        .await
-        .ctx("saving a run")?;
+    // Writing to a String cannot fail.
+    let _ = write!(
+        sql,
+        "UPDATE runs SET status = '{}', cancel_requested = {}, started_at = {}, \
+         finished_at = {}, rev = {}, n_waiting = {}, n_ready = {}, n_pending = {}, \
+         n_running = {}, n_success = {}, n_failure = {}, n_error = {}, n_canceled = {}, \
+         n_skipped = {}, reason = {} WHERE id = '{}'; ",
+        run.status.as_str(),
+        run.cancel_requested,
+        opt(run.started_at),
+        opt(run.finished_at),
+        run.rev,
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
+        c[6],
+        c[7],
+        c[8],
+        run.reason
+            .map_or_else(|| "NULL".to_owned(), |r| format!("'{}'", r.as_str())),
+        run.id,
+    );
     Ok(())
 }
 

@@ -122,7 +122,7 @@ pub async fn claims_reports_and_reaps_at_once_succeed_each_node_once(h: Harness)
                 for a in mine {
                     handled += 1;
                     // Some agents lose every fifth attempt: the reaper must end it.
-                    if i % 3 == 0 && handled % 5 == 0 {
+                    if i.is_multiple_of(3) && handled.is_multiple_of(5) {
                         abandoned.fetch_add(1, Ordering::SeqCst);
                         continue;
                     }
@@ -133,7 +133,7 @@ pub async fn claims_reports_and_reaps_at_once_succeed_each_node_once(h: Harness)
                         message: None,
                     });
                 }
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let done = s
                         .report_batch(&id, &reports, 4, LEASE)
                         .await

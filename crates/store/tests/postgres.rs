@@ -1,0 +1,260 @@
+//! What only the PostgreSQL backend promises: several stores (replicas) on one database
+//! agree, migrations are safe when replicas start together, and changes reach every
+//! replica as events, also after the listening connection was cut.
+//!
+//! Each test uses a fresh schema of the database named by `BATON_TEST_PG_URL`, and says so
+//! loudly when that is not set.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::{NodeState, Outcome};
+use baton_store::testing::{
+    agent, aref, claim_nodes, fresh_pg_store, names, node, pg_url, start_run, workflow,
+};
+use baton_store::{PgOptions, PgStore, Store, StoreEvent};
+use tokio::sync::broadcast;
+
+/// The test database's URL, or `None` after printing that the test is skipped.
+fn url(test: &str) -> Option<String> {
+    let url = pg_url();
+    if url.is_none() {
+        eprintln!("SKIPPED (no BATON_TEST_PG_URL): postgres test {test}");
+    }
+    url
+}
+
+/// A second store on the schema of the first: another replica.
+async fn replica(url: &str, schema: &str) -> PgStore {
+    PgStore::connect(
+        url,
+        PgOptions {
+            schema: Some(schema.to_owned()),
+            pool_size: 4,
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .expect("connect a replica")
+}
+
+/// Waits (generously) for an event matching `want`, skipping others.
+async fn next_matching(
+    rx: &mut broadcast::Receiver<StoreEvent>,
+    want: impl Fn(&StoreEvent) -> bool,
+) -> StoreEvent {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event channel closed"),
+            }
+        }
+    })
+    .await
+    .expect("the event arrives")
+}
+
+/// Waits until the listener of `store` is subscribed, by making changes until one is heard.
+async fn wait_listening(store: &dyn Store, rx: &mut broadcast::Receiver<StoreEvent>) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            // Only an agent labelled `ping` could run it: no test agent claims it.
+            let mut p = node("p", &[]);
+            p.selector.insert("ping".into(), "yes".into());
+            let wf = workflow("ping", vec![p]);
+            let run = start_run(store, &wf).await;
+            let heard = tokio::time::timeout(Duration::from_millis(200), async {
+                loop {
+                    if let Ok(StoreEvent::Run(id)) = rx.recv().await
+                        && id == run
+                    {
+                        return;
+                    }
+                }
+            })
+            .await;
+            if heard.is_ok() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the listener subscribes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_migrating_at_once_apply_each_migration_once() {
+    let Some(url) = url("replicas_migrating_at_once_apply_each_migration_once") else {
+        return;
+    };
+    let (first, schema) = fresh_pg_store(&url).await;
+    drop(first);
+    // Start from nothing again: drop the tables the first store made, keep the schema.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA {0} CASCADE; CREATE SCHEMA {0}",
+            schema.name()
+        ))
+        .await
+        .expect("reset the schema");
+    let mut starting = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        let name = schema.name().to_owned();
+        starting.push(tokio::spawn(async move { replica(&url, &name).await }));
+    }
+    let mut stores = Vec::new();
+    for s in starting {
+        stores.push(s.await.expect("replica task"));
+    }
+    let applied: Vec<i64> = client
+        .query(
+            &format!(
+                "SELECT version FROM {}.baton_migrations ORDER BY version",
+                schema.name()
+            ),
+            &[],
+        )
+        .await
+        .expect("read the migrations")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<i64> = (1..=applied.len() as i64).collect();
+    assert!(applied.len() >= 2, "{applied:?}");
+    assert_eq!(applied, expected, "each migration applied once, in order");
+    // Every replica works on the same tables.
+    let wf = workflow("w", vec![node("a", &[])]);
+    let run = start_run(&stores[0], &wf).await;
+    for s in &stores {
+        assert_eq!(s.run(&run).await.expect("run").nodes.len(), 1);
+    }
+    drop(stores);
+    drop(client);
+    let _ = driver.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_work_and_requirements() {
+    let Some(url) = url("replicas_share_work_and_requirements") else {
+        return;
+    };
+    let (a, schema) = fresh_pg_store(&url).await;
+    let b = replica(&url, schema.name()).await;
+    let gpu_agent = agent(&a, "gpu", &[("gpu", "yes")], &[]).await;
+    // A caches the requirements it knows while it claims.
+    let run1 = start_run(&a, &workflow("plain", vec![node("x", &[])])).await;
+    let (x, got) = claim_nodes(&a, &gpu_agent, 4).await;
+    assert_eq!(got, names(&["x"]));
+
+    // B adds a requirement A has never seen, and a run that needs it.
+    let mut g = node("g", &[]);
+    g.selector.insert("gpu".into(), "yes".into());
+    let run2 = start_run(&b, &workflow("gpu", vec![g, node("after", &["g"])])).await;
+    let (g, got) = claim_nodes(&a, &gpu_agent, 4).await;
+    assert_eq!(got, names(&["g"]), "A sees the requirement B added");
+
+    // Reports through either replica move the same runs on.
+    b.report(&gpu_agent, aref(&x[0]), Outcome::exited(0), None)
+        .await
+        .expect("report x through B");
+    a.report(&gpu_agent, aref(&g[0]), Outcome::exited(0), None)
+        .await
+        .expect("report g through A");
+    let (_, got) = claim_nodes(&b, &gpu_agent, 4).await;
+    assert_eq!(got, names(&["after"]));
+    assert_eq!(
+        a.run(&run1).await.expect("run 1").status,
+        baton_core::RunState::Success
+    );
+    assert_eq!(
+        a.run(&run2).await.expect("run 2").nodes["after"].status,
+        NodeState::Pending
+    );
+    // A stale write through the other replica is refused there too.
+    assert!(matches!(
+        b.report(&gpu_agent, aref(&x[0]), Outcome::exited(1), None)
+            .await,
+        Err(baton_store::StoreError::Stale(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_on_one_replica_are_events_on_another() {
+    let Some(url) = url("changes_on_one_replica_are_events_on_another") else {
+        return;
+    };
+    let (a, schema) = fresh_pg_store(&url).await;
+    let b = Arc::new(replica(&url, schema.name()).await);
+    let mut rx = a.events().expect("PostgreSQL announces changes");
+    wait_listening(&*b, &mut rx).await;
+
+    let ag = agent(&*b, "a", &[], &[]).await;
+    let run = start_run(
+        &*b,
+        &workflow("chain", vec![node("a", &[]), node("b", &["a"])]),
+    )
+    .await;
+    // Both, in whatever order they come.
+    let mut want = vec![StoreEvent::Work, StoreEvent::Run(run.clone())];
+    while !want.is_empty() {
+        let e = next_matching(&mut rx, |e| want.contains(e)).await;
+        want.retain(|w| *w != e);
+    }
+
+    let (got, _) = claim_nodes(&*b, &ag, 1).await;
+    next_matching(&mut rx, |e| *e == StoreEvent::Run(run.clone())).await;
+    while rx.try_recv().is_ok() {}
+    b.report(&ag, aref(&got[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    // The report made b claimable: held claims on A must look again.
+    next_matching(&mut rx, |e| *e == StoreEvent::Work).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_reconnects_and_says_to_look_again() {
+    let Some(url) = url("listener_reconnects_and_says_to_look_again") else {
+        return;
+    };
+    // A name of its own, so only this store's listener is cut.
+    let app = format!("reconnect{:08x}", rand_suffix());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let (a, _schema) = fresh_pg_store(&format!("{url}{sep}application_name={app}")).await;
+    let mut rx = a.events().expect("PostgreSQL announces changes");
+    wait_listening(&a, &mut rx).await;
+
+    // Cut every listening connection of this database, as a server restart would.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    let cut: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+            &[&format!("{app}-listen")],
+        )
+        .await
+        .expect("terminate listeners")
+        .get(0);
+    assert!(cut >= 1, "a listening connection was found");
+    next_matching(&mut rx, |e| *e == StoreEvent::Work).await;
+    // And it listens again.
+    wait_listening(&a, &mut rx).await;
+    drop(client);
+    let _ = driver.await;
+}
+
+fn rand_suffix() -> u32 {
+    std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+}
