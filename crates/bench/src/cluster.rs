@@ -35,6 +35,21 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Processes log at `warn`: anything they logged is worth seeing beside the figures.
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let notable: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+            .collect();
+        if !notable.is_empty() {
+            let name = self.log.file_name().unwrap_or_default().to_string_lossy();
+            eprintln!("  {name}: {} warnings or errors; the first and last:", notable.len());
+            let first = notable.len().min(3);
+            let last = notable.len().saturating_sub(3).max(first);
+            for l in notable[..first].iter().chain(&notable[last..]) {
+                eprintln!("    {l}");
+            }
+        }
     }
 }
 

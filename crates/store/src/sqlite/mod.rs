@@ -115,7 +115,7 @@ struct Shared {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     cache: Cache,
-    /// Dropped after `writer`, whose commit hook holds the thread's channel.
+    /// Stops its thread when dropped.
     _checkpointer: Checkpointer,
 }
 
