@@ -33,7 +33,17 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
             start(&shared, &a, &stop).await;
         }
     };
-    let ((), execution) = tokio::join!(started, work(&shared, &a, &stop));
+    let working = async {
+        if starts {
+            // The start request was just handed to its connection task, which runs on this
+            // thread next (tokio's LIFO slot, which no other thread can steal from): let
+            // it write the request before the spawn (a fork and an exec) holds the thread
+            // for a millisecond. Otherwise the start reaches the server only then.
+            tokio::task::yield_now().await;
+        }
+        work(&shared, &a, &stop).await
+    };
+    let ((), execution) = tokio::join!(started, working);
     let Execution { ended, work_dir } = execution;
     match ended {
         Ended::Finished { outcome, message } if !stop.is_dropped() => {

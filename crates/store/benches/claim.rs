@@ -1,5 +1,6 @@
 //! The SQLite store on the hot path: creating a 10,000-node run, claim + report pairs along
-//! a chain, and claims from a run with many ready nodes.
+//! a chain, and claims from a run with many ready nodes. With `BATON_TEST_PG_URL` set, the
+//! chain also runs on PostgreSQL (a fresh schema of that database).
 //!
 //! `cargo bench -p baton-store --bench claim`. Each function gets its own database file in
 //! a temp dir; only the measured calls are timed (new runs are made, and claimed attempts
@@ -21,12 +22,14 @@ const WIDE: usize = 10_000;
 /// Nodes of the chain.
 const CHAIN: usize = 1_000;
 
-/// A store in a temp dir with one agent and the two workflows applied.
+/// A store in a temp dir (or a fresh PostgreSQL schema) with one agent and the two
+/// workflows applied.
 struct Fixture {
     rt: Runtime,
     store: Arc<dyn Store>,
     agent: String,
-    _dir: tempfile::TempDir,
+    /// The temp dir or the schema, removed after the store is dropped.
+    _guard: Box<dyn std::any::Any>,
 }
 
 impl Fixture {
@@ -34,11 +37,24 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(&SqliteOptions::new(dir.path().join("baton.db")))
             .expect("open the store");
-        let store: Arc<dyn Store> = Arc::new(store);
+        Fixture::with(|_| (Arc::new(store), Box::new(dir)))
+    }
+
+    /// On PostgreSQL, when `BATON_TEST_PG_URL` names a database.
+    fn postgres() -> Option<Fixture> {
+        let url = testing::pg_url()?;
+        Some(Fixture::with(|rt| {
+            let (store, schema) = rt.block_on(testing::fresh_pg_store(&url));
+            (Arc::new(store), Box::new(schema))
+        }))
+    }
+
+    fn with(open: impl FnOnce(&Runtime) -> (Arc<dyn Store>, Box<dyn std::any::Any>)) -> Fixture {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
+        let (store, guard) = open(&rt);
         let agent = rt.block_on(async {
             let wide = (0..WIDE)
                 .map(|i| testing::node(&format!("n{i}"), &[]))
@@ -62,7 +78,7 @@ impl Fixture {
             rt,
             store,
             agent,
-            _dir: dir,
+            _guard: guard,
         }
     }
 
@@ -93,9 +109,16 @@ fn create_run(c: &mut Criterion) {
 }
 
 fn claim_report_chain(c: &mut Criterion) {
-    let f = Fixture::new();
+    chain(c, "chain", Fixture::new());
+    match Fixture::postgres() {
+        Some(f) => chain(c, "postgres_chain", f),
+        None => eprintln!("SKIPPED (no BATON_TEST_PG_URL): postgres_chain bench"),
+    }
+}
+
+fn chain(c: &mut Criterion, group: &str, f: Fixture) {
     let mut left = 0;
-    let mut g = c.benchmark_group("chain");
+    let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
     g.bench_function("claim_then_report_one_node", |b| {
         b.iter_custom(|iters| {

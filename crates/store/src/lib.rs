@@ -42,9 +42,9 @@ pub trait Store: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch on the store's clock, the only clock leases use.
     fn now_ms(&self) -> i64;
 
-    /// Changes made through other processes sharing the database (other server
-    /// replicas), as they commit; `None` when the backend has no such changes (SQLite:
-    /// one server owns the file). Each call is a new subscriber.
+    /// Changes committed to the database by any process sharing it (every server
+    /// replica, this one included), as they commit; `None` when no other process can
+    /// change it (SQLite: one server owns the file). Each call is a new subscriber.
     ///
     /// A receiver that lags (`RecvError::Lagged`) missed events: treat that as
     /// [`StoreEvent::Work`] plus "every run may have changed".

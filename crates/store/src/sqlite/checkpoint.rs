@@ -57,16 +57,26 @@ impl Checkpointer {
             .name("baton-checkpoint".to_owned())
             .spawn(move || run(&conn, &asked))
             .map_err(|e| StoreError::backend("starting the checkpoint thread", e))?;
+        // The log length that earns the next nudge: one per `NUDGE_PAGES` new pages, not
+        // one per commit, as every checkpoint syncs both files.
+        let mut next_nudge = NUDGE_PAGES;
+        let mut last = 0;
         writer
             .wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+                if pages < last {
+                    // The log started over.
+                    next_nudge = NUDGE_PAGES;
+                }
+                last = pages;
                 if pages >= INLINE_PAGES {
                     // Busy while the thread checkpoints: the next commit tries again. A
                     // checkpoint's failure must never fail the commit it follows.
                     if let Err(e) = wal.checkpoint() {
                         tracing::debug!(error = %e, "inline checkpoint skipped");
                     }
-                } else if pages >= NUDGE_PAGES {
+                } else if pages >= next_nudge {
                     nudge_once(&nudge);
+                    next_nudge = pages + NUDGE_PAGES;
                 }
                 Ok(())
             }))
