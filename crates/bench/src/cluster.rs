@@ -43,7 +43,10 @@ impl Drop for Proc {
             .collect();
         if !notable.is_empty() {
             let name = self.log.file_name().unwrap_or_default().to_string_lossy();
-            eprintln!("  {name}: {} warnings or errors; the first and last:", notable.len());
+            eprintln!(
+                "  {name}: {} warnings or errors; the first and last:",
+                notable.len()
+            );
             let first = notable.len().min(3);
             let last = notable.len().saturating_sub(3).max(first);
             for l in notable[..first].iter().chain(&notable[last..]) {

@@ -222,7 +222,7 @@ pub(crate) fn to_table(machine: &Machine, settings: &Settings, figures: &[Figure
     }
     out.push('\n');
     for (i, m) in methods.iter().enumerate() {
-        let _ = writeln!(out, "[{}] {m}", i + 1);
+        let _ = writeln!(out, "- [{}] {m}", i + 1);
     }
     out
 }
@@ -288,7 +288,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("[1] client wall time\n[2] wall / nodes\n"),
+            t.contains("- [1] client wall time\n- [2] wall / nodes\n"),
             "{t}"
         );
         assert_eq!(number(1234.5), "1234");

@@ -36,6 +36,13 @@ pub(crate) fn peak_rss_mib(pid: u32) -> Result<f64> {
     status_kib(pid, "VmHWM:").map(|k| k as f64 / 1024.0)
 }
 
+/// Starts the process's `VmHWM` over from its current resident memory (Linux 4.0+:
+/// writing 5 to `/proc/PID/clear_refs`), so the next peak read covers only what follows.
+pub(crate) fn reset_peak_rss(pid: u32) -> Result<()> {
+    let path = format!("/proc/{pid}/clear_refs");
+    std::fs::write(&path, "5").with_context(|| format!("writing {path}"))
+}
+
 fn status_kib(pid: u32, key: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -75,5 +82,17 @@ mod tests {
         assert!(cpu_seconds(me).unwrap() >= 0.0);
         assert!(rss_mib(me).unwrap() > 0.0);
         assert!(peak_rss_mib(me).unwrap() >= rss_mib(me).unwrap() - 1.0);
+    }
+
+    #[test]
+    fn a_reset_peak_starts_over_near_the_current_size() {
+        let me = std::process::id();
+        let big = vec![1u8; 64 << 20];
+        std::hint::black_box(&big);
+        drop(big);
+        let before = peak_rss_mib(me).unwrap();
+        reset_peak_rss(me).unwrap();
+        let after = peak_rss_mib(me).unwrap();
+        assert!(after < before - 32.0, "peak {before} MiB, then {after} MiB");
     }
 }

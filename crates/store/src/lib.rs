@@ -148,41 +148,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records how several attempts of the agent ended, as [`report`](Store::report) does
     /// for each, then hands the agent up to `want` ready nodes as [`claim`](Store::claim)
-    /// does (without waiting, and naming no cancels).
+    /// does (without waiting, and naming no cancels), all in one transaction.
     ///
     /// A report that is `Stale` yields `None` and does not fail the others; any other error
-    /// fails the whole call. This default runs the steps one by one; a backend overrides it
-    /// to do everything in one transaction.
+    /// fails the whole call. `woke` is true only for nodes the reports made claimable that
+    /// the claim left ready.
     async fn report_batch(
         &self,
         agent_id: &str,
         reports: &[AttemptReport],
         want: u32,
         lease_ms: u64,
-    ) -> Result<BatchReported> {
-        let mut out = BatchReported::default();
-        for r in reports {
-            let attempt = AttemptRef {
-                attempt_id: r.attempt_id,
-                fence: r.fence,
-            };
-            match self
-                .report(agent_id, attempt, r.outcome, r.message.as_deref())
-                .await
-            {
-                Ok(reported) => {
-                    out.woke |= reported.woke;
-                    out.reports.push(Some(reported));
-                }
-                Err(StoreError::Stale(_)) => out.reports.push(None),
-                Err(e) => return Err(e),
-            }
-        }
-        if want > 0 {
-            out.assignments = self.claim(agent_id, want, lease_ms).await?.assignments;
-        }
-        Ok(out)
-    }
+    ) -> Result<BatchReported>;
 
     /// Appends a chunk of output to an attempt's log; a repeated `seq` is ignored.
     async fn append_log(

@@ -16,6 +16,8 @@ const AGENTS: usize = 2;
 const SEED: u64 = 5;
 
 const VALIDATE: &str = "wall time of the `baton validate FILE` process (process start included)";
+const PEAK: &str = "VmHWM from /proc/PID/status, reset before each repeat (clear_refs): peak resident memory while validating, applying and running; agents: the largest";
+const AFTER: &str = "VmRSS from /proc/PID/status once the run ended: what the server keeps (this repeat's and earlier repeats' versions included)";
 const APPLY: &str = "client round trip of POST /api/v1/workflows: the server parses, validates and stores a new version";
 
 pub(super) async fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
@@ -32,6 +34,10 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         let source = graphs::random_dag(&name, n, SEED);
         let file = cluster.scratch().join(format!("{name}.yaml"));
         std::fs::write(&file, &source).with_context(|| format!("writing {}", file.display()))?;
+
+        for pid in std::iter::once(cluster.server_pid()).chain(cluster.agent_pids()) {
+            procfs::reset_peak_rss(pid)?;
+        }
 
         let t0 = Instant::now();
         let out = tokio::process::Command::from(cluster.baton())
@@ -59,8 +65,14 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         figs.add(
             format!("{label}: server peak RSS"),
             "MiB",
-            how::PEAK_RSS,
+            PEAK,
             procfs::peak_rss_mib(cluster.server_pid())?,
+        );
+        figs.add(
+            format!("{label}: server RSS after the run"),
+            "MiB",
+            AFTER,
+            procfs::rss_mib(cluster.server_pid())?,
         );
         let agents = cluster
             .agent_pids()
@@ -70,7 +82,7 @@ pub(super) async fn run(ctx: &Ctx) -> Result<Vec<Figure>> {
         figs.add(
             format!("{label}: agent peak RSS"),
             "MiB",
-            how::PEAK_RSS,
+            PEAK,
             agents.into_iter().fold(0.0, f64::max),
         );
     }

@@ -190,8 +190,6 @@ pub(crate) mod how {
     pub(crate) const RATE: &str = "nodes / client wall time";
     /// CPU per 1,000 nodes.
     pub(crate) const CPU: &str = "utime+stime from /proc/PID/stat (10 ms ticks) over the run, per 1,000 nodes; agents summed";
-    /// Peak memory.
-    pub(crate) const PEAK_RSS: &str = "VmHWM from /proc/PID/status after the workload: peak resident memory over the process's life; agents: the largest";
     /// Idle memory.
     pub(crate) const IDLE_RSS: &str = "VmRSS from /proc/PID/status of a fresh cluster 1 s after every agent is online, before any run";
     /// Create latency.

@@ -122,3 +122,35 @@ pub(crate) struct Corrupt(pub(crate) String);
 pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::backend("reading stored data", Corrupt(what.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::super::{Synchronous, open_connection};
+
+    #[test]
+    fn cached_statements_are_not_recompiled_for_new_values() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn =
+            open_connection(&dir.path().join("p.db"), Synchronous::Normal, false).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE a (id TEXT PRIMARY KEY, gone INTEGER); \
+             CREATE TABLE t (hash TEXT PRIMARY KEY, a_id TEXT); \
+             CREATE INDEX t_live ON t (a_id) WHERE a_id IS NOT NULL;",
+        )
+        .expect("schema");
+        // The shape of the token lookup, which SQLite recompiled on every call before.
+        let sql = "SELECT t.a_id, a.gone FROM t LEFT JOIN a ON a.id = t.a_id \
+                   WHERE t.hash = ?1 LIMIT ?2";
+        for i in 0..5 {
+            let mut stmt = conn.prepare_cached(sql).expect("prepare");
+            let mut rows = stmt
+                .query(rusqlite::params![format!("h{i}"), i + 1])
+                .expect("query");
+            while rows.next().expect("row").is_some() {}
+        }
+        let stmt = conn.prepare_cached(sql).expect("prepare");
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    }
+}
