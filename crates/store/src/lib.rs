@@ -15,6 +15,7 @@ mod error;
 mod postgres;
 mod sqlite;
 mod types;
+mod version_cache;
 
 pub mod testing;
 

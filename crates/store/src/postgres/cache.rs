@@ -12,6 +12,7 @@ use baton_core::{Dag, Requirement, Workflow};
 use super::db::{Db, RowExt, corrupt, from_json};
 use crate::Result;
 use crate::sqlite::cache::{Compiled, requirement_key, requirement_of};
+use crate::version_cache::VersionCache;
 
 /// Which requirements one agent meets, extended as new requirements appear.
 #[derive(Debug)]
@@ -27,7 +28,7 @@ struct AgentMatch {
 /// transaction can never leave one behind.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    versions: Mutex<HashMap<String, Arc<Compiled>>>,
+    versions: Mutex<VersionCache>,
     /// Requirement rows by ascending id. Rows are added under an advisory lock, one
     /// transaction at a time, so a snapshot that sees id `n` sees every id below it.
     requirements: Mutex<Vec<(i64, Requirement)>>,
@@ -86,7 +87,7 @@ impl Cache {
             dag,
             reqs,
         });
-        guard(&self.versions).insert(id.to_owned(), compiled.clone());
+        guard(&self.versions).insert(id, compiled.clone());
         Ok(compiled)
     }
 

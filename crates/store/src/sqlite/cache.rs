@@ -9,6 +9,7 @@ use baton_core::{Dag, NodeSpec, Requirement, Workflow};
 use rusqlite::OptionalExtension;
 
 use super::db::{Db, SqlResult, corrupt, from_json};
+use crate::version_cache::VersionCache;
 use crate::{Result, StoreError};
 
 /// A workflow version ready to schedule: definition, graph, and each node's requirement.
@@ -45,7 +46,7 @@ struct AgentMatch {
 /// transaction can never leave one behind.
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
-    versions: Mutex<HashMap<String, Arc<Compiled>>>,
+    versions: Mutex<VersionCache>,
     requirements: Mutex<Vec<(i64, Requirement)>>,
     agents: Mutex<HashMap<String, AgentMatch>>,
     tokens: Mutex<Tokens>,
@@ -127,7 +128,7 @@ impl Cache {
             dag,
             reqs,
         });
-        guard(&self.versions).insert(id.to_owned(), compiled.clone());
+        guard(&self.versions).insert(id, compiled.clone());
         Ok(compiled)
     }
 
