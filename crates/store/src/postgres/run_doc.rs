@@ -1,15 +1,13 @@
 //! The run document: every node with its attempts, and why ready nodes wait.
 
-use std::collections::{BTreeMap, HashMap};
-
-use baton_api::{AttemptDoc, NodeDoc, RunDoc, format_time};
-use baton_core::{NodeState, Reason};
+use baton_api::{AttemptDoc, RunDoc, format_time};
+use baton_core::NodeState;
 
 use super::db::{Db, RowExt, from_json};
 use super::runs::{self, RunRow};
 use crate::Result;
-use crate::sqlite::cache::{Compiled, requirement_of};
-use crate::sqlite::run_doc::{Offer, explain};
+use crate::sqlite::cache::Compiled;
+use crate::sqlite::run_doc::{NodeNote, Offer, node_docs};
 
 /// The document of run `id`; `NotFound` when absent.
 pub(crate) async fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
@@ -84,14 +82,6 @@ pub(crate) async fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
     Ok(doc)
 }
 
-/// What a node row says beyond its state.
-#[derive(Debug, Clone, Default)]
-struct NodeNote {
-    reason: Option<Reason>,
-    message: Option<String>,
-    reused_from: Option<String>,
-}
-
 /// The document of a run just created: no attempts yet.
 pub(crate) async fn fresh(
     db: &Db<'_>,
@@ -119,42 +109,13 @@ async fn build(
     attempts: Vec<Vec<AttemptDoc>>,
     notes: Vec<NodeNote>,
 ) -> Result<RunDoc> {
-    let mut online: Option<Vec<Offer>> = None;
-    let mut explained: HashMap<i64, Option<String>> = HashMap::new();
-    let mut nodes = BTreeMap::new();
-    let rows = compiled.workflow.nodes.iter().enumerate().zip(attempts);
-    for (((idx, spec), node_attempts), note) in rows.zip(notes) {
-        let status = states.get(idx).copied().unwrap_or(NodeState::Waiting);
-        let waiting_for = if status == NodeState::Ready {
-            let req_id = compiled.reqs.get(idx).copied().unwrap_or_default();
-            match explained.get(&req_id) {
-                Some(why) => why.clone(),
-                None => {
-                    if online.is_none() {
-                        online = Some(online_agents(db).await?);
-                    }
-                    let agents = online.as_deref().unwrap_or_default();
-                    let why = explain(&requirement_of(spec), agents);
-                    explained.insert(req_id, why.clone());
-                    why
-                }
-            }
-        } else {
-            None
-        };
-        nodes.insert(
-            spec.id.clone(),
-            NodeDoc {
-                status,
-                needs: spec.needs.clone(),
-                waiting_for,
-                reason: note.reason,
-                message: note.message,
-                reused_from: note.reused_from,
-                attempts: node_attempts,
-            },
-        );
-    }
+    // Only a ready node is explained, so agents are read only when one is ready.
+    let online = if states.contains(&NodeState::Ready) {
+        online_agents(db).await?
+    } else {
+        Vec::new()
+    };
+    let nodes = node_docs(compiled, states, attempts, notes, &online);
     Ok(RunDoc {
         id: run.id.clone(),
         workflow: run.workflow.clone(),

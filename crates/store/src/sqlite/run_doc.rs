@@ -98,10 +98,10 @@ pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
 
 /// What a node row says beyond its state.
 #[derive(Debug, Clone, Default)]
-struct NodeNote {
-    reason: Option<Reason>,
-    message: Option<String>,
-    reused_from: Option<String>,
+pub(crate) struct NodeNote {
+    pub(crate) reason: Option<Reason>,
+    pub(crate) message: Option<String>,
+    pub(crate) reused_from: Option<String>,
 }
 
 /// The document of a run just created: no attempts yet.
@@ -133,7 +133,41 @@ fn build(
     attempts: Vec<Vec<AttemptDoc>>,
     notes: Vec<NodeNote>,
 ) -> Result<RunDoc> {
-    let mut online: Option<Vec<Offer>> = None;
+    // Only a ready node is explained, so agents are read only when one is ready.
+    let online = if states.contains(&NodeState::Ready) {
+        online_agents(db)?
+    } else {
+        Vec::new()
+    };
+    let nodes = node_docs(compiled, states, attempts, notes, &online);
+    Ok(RunDoc {
+        id: run.id.clone(),
+        workflow: run.workflow.clone(),
+        version: run.version,
+        status: run.status,
+        created_at: format_time(run.created_at),
+        started_at: run.started_at.map(format_time),
+        finished_at: run.finished_at.map(format_time),
+        cancel_requested: run.cancel_requested,
+        reason: run.reason,
+        retry_of: run.retry_of.clone(),
+        retried_by: Vec::new(),
+        rev: run.rev,
+        nodes,
+    })
+}
+
+/// Every node's document, in one pass over the version's nodes; shared by both backends.
+///
+/// A ready node says what no online agent offers; nodes with the same requirement share
+/// one explanation.
+pub(crate) fn node_docs(
+    compiled: &Compiled,
+    states: &[NodeState],
+    attempts: Vec<Vec<AttemptDoc>>,
+    notes: Vec<NodeNote>,
+    online: &[Offer],
+) -> BTreeMap<String, NodeDoc> {
     let mut explained: HashMap<i64, Option<String>> = HashMap::new();
     let mut nodes = BTreeMap::new();
     let rows = compiled.workflow.nodes.iter().enumerate().zip(attempts);
@@ -141,18 +175,10 @@ fn build(
         let status = states.get(idx).copied().unwrap_or(NodeState::Waiting);
         let waiting_for = if status == NodeState::Ready {
             let req_id = compiled.reqs.get(idx).copied().unwrap_or_default();
-            match explained.get(&req_id) {
-                Some(why) => why.clone(),
-                None => {
-                    if online.is_none() {
-                        online = Some(online_agents(db)?);
-                    }
-                    let agents = online.as_deref().unwrap_or_default();
-                    let why = explain(&requirement_of(spec), agents);
-                    explained.insert(req_id, why.clone());
-                    why
-                }
-            }
+            explained
+                .entry(req_id)
+                .or_insert_with(|| explain(&requirement_of(spec), online))
+                .clone()
         } else {
             None
         };
@@ -169,21 +195,7 @@ fn build(
             },
         );
     }
-    Ok(RunDoc {
-        id: run.id.clone(),
-        workflow: run.workflow.clone(),
-        version: run.version,
-        status: run.status,
-        created_at: format_time(run.created_at),
-        started_at: run.started_at.map(format_time),
-        finished_at: run.finished_at.map(format_time),
-        cancel_requested: run.cancel_requested,
-        reason: run.reason,
-        retry_of: run.retry_of.clone(),
-        retried_by: Vec::new(),
-        rev: run.rev,
-        nodes,
-    })
+    nodes
 }
 
 pub(crate) fn explain(req: &Requirement, agents: &[Offer]) -> Option<String> {
