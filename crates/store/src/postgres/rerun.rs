@@ -1,12 +1,12 @@
 //! Re-runs (`baton runs retry`): a new run of a finished run's version that keeps the old
-//! run's successes and runs the rest. The plan is the SQLite backend's, word for word; only
+//! run's successes and runs the rest. The plan comes from `sqlite::rerun::plan`, shared; only
 //! the reads differ.
 
 use baton_core::NodeState;
 
 use super::db::{Db, RowExt};
 use super::run_doc;
-use super::runs::{self, NodeStart};
+use super::runs;
 use crate::{Result, RunCreated, StoreError};
 
 /// Creates the re-run of run `id`: everything not successful runs again, and with `from`,
@@ -49,47 +49,7 @@ pub(crate) async fn retry(db: &mut Db<'_>, id: &str, from: Option<&str>) -> Resu
         }
     }
 
-    // What runs again: every node not kept, `from`, and everything below them (a node can
-    // only be kept when all it needs is kept).
-    let mut again = vec![false; dag.len()];
-    let mut stack: Vec<u32> = (0..dag.len() as u32)
-        .filter(|&i| kept_from[i as usize].is_none())
-        .chain(from_idx)
-        .collect();
-    while let Some(i) = stack.pop() {
-        if std::mem::replace(&mut again[i as usize], true) {
-            continue;
-        }
-        stack.extend(dag.children(i).iter().filter(|&&c| !again[c as usize]));
-    }
-    if !again.contains(&true) {
-        return Err(StoreError::Conflict(format!(
-            "run {id} succeeded: nothing to retry; name a node to run again from"
-        )));
-    }
-
-    let plan: Vec<NodeStart> = (0..dag.len() as u32)
-        .map(|i| {
-            if again[i as usize] {
-                let remaining = dag.needs(i).iter().filter(|&&n| again[n as usize]).count() as i64;
-                NodeStart {
-                    status: if remaining == 0 {
-                        NodeState::Ready
-                    } else {
-                        NodeState::Waiting
-                    },
-                    remaining,
-                    reused_from: None,
-                }
-            } else {
-                NodeStart {
-                    status: NodeState::Success,
-                    remaining: 0,
-                    reused_from: kept_from[i as usize].take(),
-                }
-            }
-        })
-        .collect();
+    let plan = crate::sqlite::rerun::plan(dag, id, kept_from, from_idx)?;
     let (run, _) = runs::insert(
         db,
         &compiled,

@@ -22,7 +22,7 @@ pub(crate) mod late;
 mod logs;
 mod migrate;
 mod report;
-mod rerun;
+pub(crate) mod rerun;
 pub(crate) mod run_doc;
 pub(crate) mod runs;
 mod tokens;

@@ -5,7 +5,7 @@
 //! the run whose attempt succeeded (following earlier re-runs back to it). Its children
 //! count it as met, exactly as if it had just succeeded.
 
-use baton_core::NodeState;
+use baton_core::{Dag, NodeState};
 use rusqlite::params;
 
 use super::db::{Db, SqlResult, state};
@@ -58,6 +58,29 @@ pub(crate) fn retry(db: &Db<'_>, id: &str, from: Option<&str>) -> Result<RunCrea
         }
     }
 
+    let plan = plan(dag, id, kept_from, from_idx)?;
+    let (run, _) = runs::insert(
+        db,
+        &compiled,
+        old.version_id.clone(),
+        old.version,
+        Some(old.id.clone()),
+        &plan,
+    )?;
+    Ok(RunCreated {
+        run: run_doc::load(db, &run.id)?,
+    })
+}
+
+/// Which nodes a re-run of run `id` runs again and how each starts: every node not kept
+/// (`kept_from[i]` names the run whose success is kept), `from`, and everything below them;
+/// a node runs again only after the nodes it needs that run again. Shared by both backends.
+pub(crate) fn plan(
+    dag: &Dag,
+    id: &str,
+    mut kept_from: Vec<Option<String>>,
+    from_idx: Option<u32>,
+) -> Result<Vec<NodeStart>> {
     // What runs again: every node not kept, `from`, and everything below them (a node can
     // only be kept when all it needs is kept).
     let mut again = vec![false; dag.len()];
@@ -99,15 +122,5 @@ pub(crate) fn retry(db: &Db<'_>, id: &str, from: Option<&str>) -> Result<RunCrea
             }
         })
         .collect();
-    let (run, _) = runs::insert(
-        db,
-        &compiled,
-        old.version_id.clone(),
-        old.version,
-        Some(old.id.clone()),
-        &plan,
-    )?;
-    Ok(RunCreated {
-        run: run_doc::load(db, &run.id)?,
-    })
+    Ok(plan)
 }
