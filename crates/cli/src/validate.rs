@@ -133,6 +133,8 @@ mod tests {
                 name: "x".into(),
                 description: None,
                 timeout_ms: None,
+                priority: 0,
+                concurrency: None,
                 nodes: Vec::new(),
             },
         };

@@ -15,6 +15,7 @@ mod machine;
 mod parse;
 mod select;
 mod state;
+mod trigger;
 mod workflow;
 
 pub use dag::{Dag, NodeIdx};
@@ -27,4 +28,8 @@ pub use machine::{
 pub use parse::{MAX_FILE_BYTES, MAX_NODES, parse_workflow};
 pub use select::{Requirement, missing_requirements};
 pub use state::{AttemptState, NodeState, Outcome, Reason, RunState, UnknownState};
-pub use workflow::{Action, NodeSpec, RetryOn, RetryPolicy, Script, Workflow};
+pub use trigger::{Gate, Upstream, counts_as, gate};
+pub use workflow::{
+    Action, Concurrency, NodeSpec, OnConflict, ResourceUse, RetryOn, RetryPolicy, Script, When,
+    Workflow,
+};

@@ -125,6 +125,10 @@ string_enum! {
         Shutdown => "shutdown",
         /// No agent offered what the node needs in time.
         NoAgent => "no_agent",
+        /// The attempt's outputs were refused (too large or malformed).
+        Output => "output",
+        /// The workflow's concurrency limit canceled the run.
+        Concurrency => "concurrency",
     }
 }
 

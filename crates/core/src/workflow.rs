@@ -20,6 +20,13 @@ pub struct Workflow {
     /// the run's creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Runs' priority (`priority`): among ready nodes an agent can run, higher goes first.
+    /// `baton run --priority` overrides it for one run.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    /// The cap on this workflow's active runs (`concurrency`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// Nodes in file order. Ids are unique; `needs` name existing nodes; the graph is acyclic.
     pub nodes: Vec<NodeSpec>,
 }
@@ -29,9 +36,12 @@ pub struct Workflow {
 pub struct NodeSpec {
     /// `[A-Za-z0-9_-]+`, unique within the workflow.
     pub id: String,
-    /// Nodes that must succeed before this one is ready.
+    /// Upstream nodes; `when` says what of them the node waits for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
+    /// The trigger rule over `needs`.
+    #[serde(default, skip_serializing_if = "When::is_default")]
+    pub when: When,
     /// What the node does.
     pub action: Action,
     /// Environment for the process (workflow `env` merged under node `env`).
@@ -50,12 +60,148 @@ pub struct NodeSpec {
     /// When and how often the node is tried again.
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// Exclusive locks held while an attempt runs.
+    /// Named locks (semaphores) held while an attempt runs, each name once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resources: Vec<String>,
+    pub resources: Vec<ResourceUse>,
     /// Glob patterns of files collected from the work dir after the attempt ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// `concurrency: {limit: N, on_conflict: ...}`: at most `limit` runs of the workflow are
+/// active (pending or running) at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concurrency {
+    /// Most active runs, at least 1.
+    pub limit: u32,
+    /// What a new run does when the limit is reached.
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+}
+
+/// What happens to a run created while its workflow is at its concurrency limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// The new run waits (`created`) and starts when a place frees, oldest first.
+    #[default]
+    Queue,
+    /// The new run is canceled at once.
+    CancelNew,
+    /// The oldest active runs are canceled; the new run starts once they have stopped.
+    CancelRunning,
+}
+
+impl OnConflict {
+    /// The file-format names, for messages.
+    pub const NAMES: &'static [&'static str] = &["queue", "cancel_new", "cancel_running"];
+
+    /// The file-format name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnConflict::Queue => "queue",
+            OnConflict::CancelNew => "cancel_new",
+            OnConflict::CancelRunning => "cancel_running",
+        }
+    }
+}
+
+/// A node's trigger rule: what of its upstream nodes it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// Every upstream node succeeded (the default).
+    #[default]
+    AllSuccess,
+    /// Every upstream node ended, whatever its result.
+    AllDone,
+    /// One upstream node succeeded; the others are not waited for.
+    AnySuccess,
+    /// One upstream node ended `failure` or `error` (clean-up and alert nodes).
+    AnyFailure,
+}
+
+impl When {
+    /// The file-format names, for messages.
+    pub const NAMES: &'static [&'static str] =
+        &["all_success", "all_done", "any_success", "any_failure"];
+
+    /// The file-format name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            When::AllSuccess => "all_success",
+            When::AllDone => "all_done",
+            When::AnySuccess => "any_success",
+            When::AnyFailure => "any_failure",
+        }
+    }
+
+    /// True for `all_success`, the rule a node has when it names none.
+    pub fn is_default(&self) -> bool {
+        *self == When::AllSuccess
+    }
+}
+
+/// One entry of `resources:`: a name and how many holders it admits at once.
+///
+/// Stored as a bare name when `count` is 1 (what versions written before capacities
+/// hold), else as `{name, count}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResourceUse {
+    /// The resource's name.
+    pub name: String,
+    /// Most attempts holding it at once, at least 1 (1: an exclusive lock).
+    pub count: u32,
+}
+
+impl ResourceUse {
+    /// An exclusive lock on `name`.
+    pub fn exclusive(name: impl Into<String>) -> ResourceUse {
+        ResourceUse {
+            name: name.into(),
+            count: 1,
+        }
+    }
+}
+
+impl From<&str> for ResourceUse {
+    fn from(name: &str) -> ResourceUse {
+        ResourceUse::exclusive(name)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ResourceForm {
+    Name(String),
+    Counted { name: String, count: u32 },
+}
+
+impl Serialize for ResourceUse {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.count == 1 {
+            s.serialize_str(&self.name)
+        } else {
+            ResourceForm::Counted {
+                name: self.name.clone(),
+                count: self.count,
+            }
+            .serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceUse {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match ResourceForm::deserialize(d)? {
+            ResourceForm::Name(name) => ResourceUse { name, count: 1 },
+            ResourceForm::Counted { name, count } => ResourceUse { name, count },
+        })
+    }
 }
 
 /// What a node does.

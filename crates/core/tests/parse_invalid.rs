@@ -97,6 +97,8 @@ bad_files! {
     alias_inside_its_own_anchor_is_refused => "recursive_alias.yaml",
     alias_to_an_unknown_anchor_is_refused => "unknown_alias.yaml",
     every_problem_of_a_file_is_reported_at_once => "many_problems.yaml",
+    bad_trigger_rules_resources_priority_and_concurrency_are_refused => "scheduling.yaml",
+    concurrency_needs_a_limit_and_priority_a_bound => "concurrency_without_limit.yaml",
 }
 
 fn snapshot_generated(name: &str, rendered: String) {

@@ -82,7 +82,10 @@ fn product_example_parses_with_defaults_merged() {
         }
     );
     assert_eq!(plan.selector, map(&[("env", "prod"), ("os", "linux")]));
-    assert_eq!(plan.resources, ["prod-state"]);
+    assert_eq!(
+        plan.resources,
+        [baton_core::ResourceUse::exclusive("prod-state")]
+    );
 
     let deploy = node(&wf, "deploy");
     assert_eq!(deploy.needs, ["test", "plan"]);
@@ -382,5 +385,64 @@ fn nesting_up_to_the_limit_is_accepted_and_no_further() {
     assert_eq!(
         diags.to_string(),
         "deep.yaml:6:73: values nested deeper than 64 levels"
+    );
+}
+
+#[test]
+fn scheduling_keys_are_read() {
+    use baton_core::{Concurrency, OnConflict, ResourceUse, When};
+    let wf = baton_core::parse_workflow(
+        "sched.yaml",
+        br#"
+name: sched
+priority: -5
+concurrency: {limit: 2, on_conflict: cancel_running}
+nodes:
+  a: {run: "true", resources: [db, {name: pool, count: 3}]}
+  b: {run: "true"}
+  merge: {needs: [a, b], when: any_success, run: "true"}
+  alert: {needs: [a, b], when: any_failure, run: "true"}
+  always: {needs: [merge, alert], when: all_done, run: "true"}
+"#,
+    )
+    .expect("valid");
+    assert_eq!(wf.priority, -5);
+    assert_eq!(
+        wf.concurrency,
+        Some(Concurrency {
+            limit: 2,
+            on_conflict: OnConflict::CancelRunning
+        })
+    );
+    let a = node(&wf, "a");
+    assert_eq!(
+        a.resources,
+        [
+            ResourceUse::exclusive("db"),
+            ResourceUse {
+                name: "pool".into(),
+                count: 3
+            }
+        ]
+    );
+    assert_eq!(a.when, When::AllSuccess);
+    assert_eq!(node(&wf, "merge").when, When::AnySuccess);
+    assert_eq!(node(&wf, "alert").when, When::AnyFailure);
+    assert_eq!(node(&wf, "always").when, When::AllDone);
+    // Stored form: a count of 1 stays a bare name, so older versions read the same.
+    let json = serde_json::to_value(&wf).expect("serialises");
+    assert_eq!(
+        json["nodes"][0]["resources"],
+        serde_json::json!(["db", {"name": "pool", "count": 3}])
+    );
+    let back: baton_core::Workflow = serde_json::from_value(json).expect("reads back");
+    assert_eq!(back, wf);
+    // Defaults are left out of the stored form.
+    let plain =
+        baton_core::parse_workflow("p.yaml", b"name: p\nnodes: {a: {run: 'true'}}").expect("valid");
+    let text = serde_json::to_string(&plain).expect("serialises");
+    assert!(
+        !text.contains("when") && !text.contains("priority") && !text.contains("concurrency"),
+        "{text}"
     );
 }

@@ -181,6 +181,7 @@ pub fn node(id: &str, needs: &[&str]) -> NodeSpec {
         timeout_ms: None,
         queue_timeout_ms: None,
         retry: RetryPolicy::default(),
+        when: Default::default(),
         resources: Vec::new(),
         artifacts: Vec::new(),
     }
@@ -192,6 +193,8 @@ pub fn workflow(name: &str, nodes: Vec<NodeSpec>) -> Workflow {
         name: name.to_owned(),
         description: None,
         timeout_ms: None,
+        priority: 0,
+        concurrency: None,
         nodes,
     }
 }

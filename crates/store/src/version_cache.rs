@@ -78,6 +78,8 @@ mod tests {
             name: "w".into(),
             description: None,
             timeout_ms: None,
+            priority: 0,
+            concurrency: None,
             nodes: (0..nodes)
                 .map(|i| NodeSpec {
                     id: format!("n{i}"),
@@ -88,6 +90,7 @@ mod tests {
                     timeout_ms: None,
                     queue_timeout_ms: None,
                     retry: RetryPolicy::default(),
+                    when: Default::default(),
                     resources: Vec::new(),
                     artifacts: Vec::new(),
                 })

@@ -67,7 +67,7 @@ async fn refuses_a_schema_newer_than_it_knows() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     conn.pragma_update(None, "user_version", 99).expect("bump");
     drop(conn);
     match SqliteStore::open(&SqliteOptions::new(&path)) {
@@ -104,7 +104,7 @@ async fn a_version_1_database_upgrades_and_keeps_its_runs() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("user_version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }
 
 #[tokio::test]

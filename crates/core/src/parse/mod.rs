@@ -17,6 +17,7 @@ mod names;
 mod node;
 mod report;
 mod scalar;
+mod sched;
 mod tree;
 
 use crate::diag::Diagnostics;

@@ -11,6 +11,7 @@ use super::graph;
 use super::names::{ENV_NAME, LABEL_KEY, NODE_ID, WORKFLOW_NAME};
 use super::node::{Defaults, ReadNode, positive_duration, read_node, retry};
 use super::report::Report;
+use super::sched;
 use super::tree::{Entry, Node, Value};
 
 /// Keys a workflow file may have at the top level.
@@ -22,6 +23,8 @@ pub(crate) const WORKFLOW_KEYS: &[&str] = &[
     "timeout",
     "queue_timeout",
     "retry",
+    "priority",
+    "concurrency",
     "nodes",
 ];
 
@@ -50,6 +53,8 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
     let mut queue_timeout_ms = None;
     let mut retry_policy = RetryPolicy::default();
     let mut nodes: Option<&Node<'_>> = None;
+    let mut priority = 0;
+    let mut concurrency = None;
     for e in at.unique(entries, "key") {
         let v = &*e.value;
         match e.key.as_ref() {
@@ -72,6 +77,8 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
             "timeout" => timeout_ms = positive_duration(&mut at, "timeout", v),
             "queue_timeout" => queue_timeout_ms = positive_duration(&mut at, "queue_timeout", v),
             "retry" => retry_policy = retry(&mut at, v),
+            "priority" => priority = sched::priority(&mut at, v),
+            "concurrency" => concurrency = sched::concurrency(&mut at, v),
             "nodes" => nodes = Some(v),
             _ => at.unknown_key(e, WORKFLOW_KEYS, ""),
         }
@@ -99,6 +106,8 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
         name: name.unwrap_or_default(),
         description,
         timeout_ms,
+        priority,
+        concurrency,
         nodes: read.into_iter().map(|n| n.spec).collect(),
     })
 }

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::workflow::{Action, NodeSpec, RetryOn, RetryPolicy, Script};
+use crate::workflow::{Action, NodeSpec, RetryOn, RetryPolicy, Script, When};
 
 use super::fields::At;
-use super::names::{ENV_NAME, FUNCTION, LABEL_KEY, RESOURCE, quote, suggest};
+use super::names::{ENV_NAME, FUNCTION, LABEL_KEY, quote, suggest};
 use super::report::Pos;
 use super::scalar::Typed;
+use super::sched;
 use super::tree::{Entry, Node, Value};
 
 /// Keys a node may have.
@@ -23,6 +24,7 @@ pub(crate) const NODE_KEYS: &[&str] = &[
     "retry",
     "resources",
     "artifacts",
+    "when",
 ];
 
 /// Keys of `retry:`.
@@ -68,6 +70,7 @@ pub(crate) fn read_node<'n>(
         timeout_ms: None,
         queue_timeout_ms: defaults.queue_timeout_ms,
         retry: defaults.retry.clone(),
+        when: When::AllSuccess,
         resources: Vec::new(),
         artifacts: Vec::new(),
     };
@@ -90,6 +93,7 @@ pub(crate) fn read_node<'n>(
     let mut run: Option<(&Entry<'_>, Option<Script>)> = None;
     let mut uses: Option<(&Entry<'_>, Option<String>)> = None;
     let mut with: Option<(&Entry<'_>, serde_json::Value)> = None;
+    let mut when_at: Option<Pos> = None;
     for e in at.unique(entries, "key") {
         let v = &*e.value;
         match e.key.as_ref() {
@@ -116,12 +120,11 @@ pub(crate) fn read_node<'n>(
             // Null is the key left out: the workflow's `retry` stays.
             "retry" if v.is_null() => {}
             "retry" => spec.retry = retry(at, v),
-            "resources" => {
-                for (name, n) in at.string_list("resources", v, "a list of resource names", false) {
-                    match RESOURCE.check(name) {
-                        Ok(()) => spec.resources.push(name.to_owned()),
-                        Err(message) => at.report.at(n.pos, at.node, message),
-                    }
+            "resources" => spec.resources = sched::resources(at, v),
+            "when" => {
+                if let Some(rule) = sched::when(at, v) {
+                    spec.when = rule;
+                    when_at = Some(v.pos);
                 }
             }
             "artifacts" => {
@@ -135,6 +138,9 @@ pub(crate) fn read_node<'n>(
             }
             _ => at.unknown_key(e, NODE_KEYS, ""),
         }
+    }
+    if let Some(p) = when_at {
+        sched::check_when(at, spec.when, p, !needs.is_empty());
     }
     if let (Some((e, _)), None) = (&with, &uses) {
         at.report.at(

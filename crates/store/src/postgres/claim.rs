@@ -149,7 +149,8 @@ async fn take(
     let version_id = run.version_id.clone();
     let compiled = db.cache.version(db, &version_id).await?;
     let spec = compiled.node(node.idx)?;
-    if !spec.resources.is_empty() && !resources_free(db, &spec.resources).await? {
+    let resource_names: Vec<&str> = spec.resources.iter().map(|r| r.name.as_str()).collect();
+    if !spec.resources.is_empty() && !resources_free(db, &resource_names).await? {
         return Ok(None);
     }
     let fence = rand::random::<i64>();
@@ -180,8 +181,8 @@ async fn take(
             .execute(
                 "taking resources",
                 "INSERT INTO resource_holds (resource, attempt_id) \
-                 SELECT r, $2 FROM unnest($1::text[]) AS r ON CONFLICT (resource) DO NOTHING",
-                &[&spec.resources, &attempt_id],
+                 SELECT r, $2 FROM unnest($1::text[]) AS r ON CONFLICT DO NOTHING",
+                &[&resource_names, &attempt_id],
             )
             .await?;
         if held != spec.resources.len() as u64 {
@@ -218,7 +219,7 @@ async fn take(
 /// and counts as held, and a hold that is being released still shows until it commits.
 /// The holds are read after the locks are taken, so a claim that took one and committed
 /// just before is seen.
-async fn resources_free(db: &Db<'_>, resources: &[String]) -> Result<bool> {
+async fn resources_free(db: &Db<'_>, resources: &[&str]) -> Result<bool> {
     let locked: bool = db
         .query_one(
             "checking resources",

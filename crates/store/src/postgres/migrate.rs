@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_deadlines_rerun.sql"),
     include_str!("../../migrations/postgres/0003_leads.sql"),
+    include_str!("../../migrations/postgres/0004_scheduling.sql"),
 ];
 
 /// Creates `schema` when named, then applies the migrations the database has not seen.

@@ -173,7 +173,7 @@ fn take(
             .ctx("checking resources")?;
         for r in &spec.resources {
             if held
-                .query_row([r], |_| Ok(()))
+                .query_row([&r.name], |_| Ok(()))
                 .optional()
                 .ctx("checking resources")?
                 .is_some()
@@ -220,7 +220,7 @@ fn take(
             .prepare_cached("INSERT INTO resource_holds (resource, attempt_id) VALUES (?1, ?2)")
             .ctx("taking resources")?;
         for r in &spec.resources {
-            hold.execute(params![r, attempt_id])
+            hold.execute(params![r.name, attempt_id])
                 .ctx("taking resources")?;
         }
     }

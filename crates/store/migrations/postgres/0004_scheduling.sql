@@ -1,0 +1,39 @@
+-- Schema version 4: trigger rules, priority, resource capacities, workflow concurrency
+-- limits, and outputs (migrations/sqlite/0003_scheduling.sql in PostgreSQL's dialect).
+
+-- Trigger rules (`when`). `remaining` now counts needs that have not ended yet (under the
+-- old rule, where any non-success skipped everything below at once, a waiting node's
+-- needs that had not succeeded had not ended either, so old rows keep their meaning).
+-- Needs that ended without success (failure, error, canceled, skipped):
+ALTER TABLE nodes ADD COLUMN needs_bad BIGINT NOT NULL DEFAULT 0;
+-- Of those, needs that ended `failure` or `error` (what `any_failure` waits for):
+ALTER TABLE nodes ADD COLUMN needs_failed BIGINT NOT NULL DEFAULT 0;
+
+-- Priority: minus the run's priority, so the ascending index walks the highest priority
+-- first, and in ready order within one priority.
+ALTER TABLE nodes ADD COLUMN prio_key BIGINT NOT NULL DEFAULT 0;
+DROP INDEX nodes_ready;
+CREATE INDEX nodes_ready ON nodes (req_id, prio_key, ready_at, id) WHERE status = 'ready';
+
+-- The run's priority (the workflow's `priority`, or `baton run --priority`).
+ALTER TABLE runs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0;
+-- Set once any attempt of the run stored outputs, so claims of runs without outputs never
+-- look for inputs.
+ALTER TABLE runs ADD COLUMN has_outputs BOOLEAN NOT NULL DEFAULT FALSE;
+-- A message for people about the run's state (why it is queued or was canceled).
+ALTER TABLE runs ADD COLUMN message TEXT;
+-- Workflow concurrency: runs of a workflow that hold a place (not queued, not finished),
+-- and runs queued for one (status 'created'), oldest first.
+CREATE INDEX runs_active_by_workflow ON runs (workflow, id)
+    WHERE status IN ('pending', 'running');
+CREATE INDEX runs_queued_by_workflow ON runs (workflow, id) WHERE status = 'created';
+
+-- Outputs an attempt wrote (`key=value` lines in `$BATON_OUTPUT`), as a JSON object;
+-- NULL when it wrote none.
+ALTER TABLE attempts ADD COLUMN outputs TEXT;
+
+-- Resources with a capacity: a resource may now have several holders (up to the count the
+-- claiming node names), so the key is the pair. Claims serialise per resource on a
+-- transaction-scoped advisory lock instead of on the old single-holder key.
+ALTER TABLE resource_holds DROP CONSTRAINT resource_holds_pkey;
+ALTER TABLE resource_holds ADD PRIMARY KEY (resource, attempt_id);
