@@ -13,6 +13,29 @@ pub struct CreateRun {
     /// Version to run; the latest when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// The run's priority; the workflow's `priority` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+}
+
+impl CreateRun {
+    /// A run of the latest version of `workflow`, at the workflow's priority.
+    pub fn latest(workflow: impl Into<String>) -> CreateRun {
+        CreateRun {
+            workflow: workflow.into(),
+            version: None,
+            priority: None,
+        }
+    }
+
+    /// A run of version `version` of `workflow`, at the workflow's priority.
+    pub fn version(workflow: impl Into<String>, version: i64) -> CreateRun {
+        CreateRun {
+            workflow: workflow.into(),
+            version: Some(version),
+            priority: None,
+        }
+    }
 }
 
 /// `POST /api/v1/runs/{id}/retry`: a new run of the same version that keeps the old run's

@@ -41,10 +41,7 @@ impl Api {
 
     /// `POST /runs` of the latest version of `workflow`.
     pub(crate) async fn create_run(&self, workflow: &str) -> Result<RunDoc> {
-        let body = CreateRun {
-            workflow: workflow.to_owned(),
-            version: None,
-        };
+        let body = CreateRun::latest(workflow);
         self.post("/runs", &body).await
     }
 

@@ -61,6 +61,7 @@ pub async fn run(
         .create_run(&CreateRun {
             workflow: version.name.clone(),
             version: Some(version.version),
+            priority: None,
         })
         .await?;
     watch(

@@ -98,7 +98,9 @@ mod tests {
             arm(work.as_mut());
             let mut runs = std::pin::pin!(state.wake().runs().notified());
             arm(runs.as_mut());
-            a.create_run("w", None).await.unwrap();
+            a.create_run(&baton_api::CreateRun::latest("w"))
+                .await
+                .unwrap();
             let soon = Instant::now() + Duration::from_millis(500);
             if wait(work, soon, &never).await == Woken::Notified {
                 // The new run's change arrives too.

@@ -95,7 +95,10 @@ impl Fixture {
 
     fn create_run(&self, workflow: &str) {
         self.rt
-            .block_on(self.store.create_run(workflow, None))
+            .block_on(
+                self.store
+                    .create_run(&baton_api::CreateRun::latest(workflow)),
+            )
             .expect("create run");
     }
 }

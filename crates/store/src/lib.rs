@@ -26,8 +26,8 @@ pub use types::*;
 
 use async_trait::async_trait;
 use baton_api::{
-    AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, LogPage, LogQuery, RegisterAgent, RunDoc,
-    RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
+    AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
+    RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
     WorkflowVersionDoc,
 };
 use baton_core::{Outcome, Workflow};
@@ -79,7 +79,7 @@ pub trait Store: Send + Sync + 'static {
     // --- runs ---------------------------------------------------------------------------
 
     /// Creates a run of a version (the latest when `None`) with its root nodes ready.
-    async fn create_run(&self, workflow: &str, version: Option<i64>) -> Result<RunCreated>;
+    async fn create_run(&self, req: &CreateRun) -> Result<RunCreated>;
 
     /// Runs matching the filter, newest first.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>>;

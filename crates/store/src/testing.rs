@@ -206,7 +206,7 @@ pub async fn start_run(store: &dyn Store, wf: &Workflow) -> String {
         .await
         .expect("apply workflow");
     store
-        .create_run(&wf.name, None)
+        .create_run(&baton_api::CreateRun::latest(&wf.name))
         .await
         .expect("create run")
         .run

@@ -190,10 +190,7 @@ impl Admin {
             source: source.into(),
         };
         let _: serde_json::Value = Self::json(self.post("/workflows").json(&apply)).await?;
-        let create = CreateRun {
-            workflow: name,
-            version: None,
-        };
+        let create = CreateRun::latest(name);
         Self::json(self.post("/runs").json(&create)).await
     }
 

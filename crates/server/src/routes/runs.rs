@@ -27,10 +27,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     Json(body): Json<CreateRun>,
 ) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
-    let created = state
-        .store()
-        .create_run(&body.workflow, body.version)
-        .await?;
+    let created = state.store().create_run(&body).await?;
     state.wake().work_changed();
     state.wake().run_changed();
     tracing::info!(run = %created.run.id, workflow = %created.run.workflow, version = created.run.version, "run created");

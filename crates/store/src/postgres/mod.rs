@@ -44,8 +44,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use baton_api::{
-    AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, LogPage, LogQuery, RegisterAgent, RunDoc,
-    RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
+    AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
+    RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
     WorkflowVersionDoc,
 };
 use baton_core::{Outcome, Workflow};
@@ -535,9 +535,12 @@ impl Store for PgStore {
         ))
     }
 
-    async fn create_run(&self, workflow: &str, version: Option<i64>) -> Result<RunCreated> {
+    async fn create_run(&self, req: &CreateRun) -> Result<RunCreated> {
         write_tx!(self, "creating a run", |db| runs::create(
-            db, workflow, version
+            db,
+            &req.workflow,
+            req.version,
+            req.priority
         ))
     }
 

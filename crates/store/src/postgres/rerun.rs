@@ -56,6 +56,7 @@ pub(crate) async fn retry(db: &mut Db<'_>, id: &str, from: Option<&str>) -> Resu
         old.version_id.clone(),
         old.version,
         Some(old.id.clone()),
+        old.priority,
         &plan,
     )
     .await?;

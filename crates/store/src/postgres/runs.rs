@@ -37,7 +37,8 @@ macro_rules! select_runs {
         concat!(
             "SELECT id, workflow, version, version_id, status, cancel_requested, created_at, \
              started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, n_running, \
-             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of FROM runs ",
+             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of, priority \
+             FROM runs ",
             $rest
         )
     };
@@ -63,6 +64,7 @@ fn run_row(r: &Row) -> Result<RunRow> {
         counts,
         reason: r.opt_state(20)?,
         retry_of: r.at(21)?,
+        priority: r.at(22)?,
     })
 }
 
@@ -175,6 +177,7 @@ pub(crate) async fn create(
     db: &mut Db<'_>,
     workflow: &str,
     version: Option<i64>,
+    priority: Option<i32>,
 ) -> Result<RunCreated> {
     let found = match version {
         Some(v) => {
@@ -218,7 +221,8 @@ pub(crate) async fn create(
             }
         })
         .collect();
-    let (run, states) = insert(db, &compiled, version_id, version, None, &plan).await?;
+    let priority = i64::from(priority.unwrap_or(compiled.workflow.priority));
+    let (run, states) = insert(db, &compiled, version_id, version, None, priority, &plan).await?;
     let doc = run_doc::fresh(db, &run, &compiled, &states).await?;
     Ok(RunCreated { run: doc })
 }
@@ -231,6 +235,7 @@ pub(crate) async fn insert(
     version_id: String,
     version: i64,
     retry_of: Option<String>,
+    priority: i64,
     plan: &[NodeStart],
 ) -> Result<(RunRow, Vec<NodeState>)> {
     let now = db.now;
@@ -253,6 +258,7 @@ pub(crate) async fn insert(
         counts: Counts::default(),
         reason: None,
         retry_of,
+        priority,
     };
     let n = plan.len();
     let mut idxs = Vec::with_capacity(n);
@@ -287,9 +293,9 @@ pub(crate) async fn insert(
         "creating a run",
         "INSERT INTO runs (id, workflow, version, version_id, status, created_at, total, \
          deadline, retry_of, rev, n_waiting, n_ready, n_pending, n_running, n_success, \
-         n_failure, n_error, n_canceled, n_skipped, finished_at) \
+         n_failure, n_error, n_canceled, n_skipped, finished_at, priority) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20)",
+         $18, $19, $20, $21)",
         &[
             &run.id,
             &run.workflow,
@@ -311,6 +317,7 @@ pub(crate) async fn insert(
             &c[7],
             &c[8],
             &run.finished_at,
+            &run.priority,
         ],
     )
     .await?;
@@ -318,8 +325,8 @@ pub(crate) async fn insert(
     db.execute(
         "creating a run",
         "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id, \
-         queue_timeout_ms, reused_from) \
-         SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+         queue_timeout_ms, reused_from, prio_key) \
+         SELECT $1, *, $9 FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
            $6::bigint[], $7::bigint[], $8::text[])",
         &[
             &run.id,
@@ -330,6 +337,7 @@ pub(crate) async fn insert(
             &reqs,
             &queue_timeouts,
             &reused,
+            &-run.priority,
         ],
     )
     .await?;

@@ -35,8 +35,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use baton_api::{
-    AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, LogPage, LogQuery, RegisterAgent, RunDoc,
-    RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
+    AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
+    RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
     WorkflowVersionDoc,
 };
 use baton_core::{Outcome, Workflow};
@@ -399,10 +399,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_run(&self, workflow: &str, version: Option<i64>) -> Result<RunCreated> {
-        let workflow = workflow.to_owned();
+    async fn create_run(&self, req: &CreateRun) -> Result<RunCreated> {
+        let req = req.clone();
         self.write("creating a run", move |db| {
-            runs::create(db, &workflow, version)
+            runs::create(db, &req.workflow, req.version, req.priority)
         })
         .await
     }

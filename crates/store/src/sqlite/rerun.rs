@@ -65,6 +65,7 @@ pub(crate) fn retry(db: &Db<'_>, id: &str, from: Option<&str>) -> Result<RunCrea
         old.version_id.clone(),
         old.version,
         Some(old.id.clone()),
+        old.priority,
         &plan,
     )?;
     Ok(RunCreated {

@@ -74,6 +74,8 @@ pub(crate) struct RunRow {
     pub(crate) reason: Option<Reason>,
     /// The run this one re-runs.
     pub(crate) retry_of: Option<String>,
+    /// Its priority: the workflow's, or the one it was created with.
+    pub(crate) priority: i64,
 }
 
 /// `SELECT <run columns> FROM runs <rest>` as one static string, so the hot path builds
@@ -83,7 +85,8 @@ macro_rules! select_runs {
         concat!(
             "SELECT id, workflow, version, version_id, status, cancel_requested, created_at, \
              started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, n_running, \
-             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of FROM runs ",
+             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of, priority \
+             FROM runs ",
             $rest
         )
     };
@@ -109,6 +112,7 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         counts: Counts(counts),
         reason: opt_state(r, 20)?,
         retry_of: r.get(21)?,
+        priority: r.get(22)?,
     })
 }
 
@@ -194,7 +198,12 @@ impl RunRow {
 }
 
 /// Creates a run with every node: roots ready, the rest waiting on their needs.
-pub(crate) fn create(db: &Db<'_>, workflow: &str, version: Option<i64>) -> Result<RunCreated> {
+pub(crate) fn create(
+    db: &Db<'_>,
+    workflow: &str,
+    version: Option<i64>,
+    priority: Option<i32>,
+) -> Result<RunCreated> {
     let found: Option<(String, i64)> = match version {
         Some(v) => db
             .conn
@@ -239,7 +248,8 @@ pub(crate) fn create(db: &Db<'_>, workflow: &str, version: Option<i64>) -> Resul
             }
         })
         .collect();
-    let (run, states) = insert(db, &compiled, version_id, version, None, &plan)?;
+    let priority = i64::from(priority.unwrap_or(compiled.workflow.priority));
+    let (run, states) = insert(db, &compiled, version_id, version, None, priority, &plan)?;
     let doc = run_doc::fresh(db, &run, &compiled, &states)?;
     Ok(RunCreated { run: doc })
 }
@@ -263,6 +273,7 @@ pub(crate) fn insert(
     version_id: String,
     version: i64,
     retry_of: Option<String>,
+    priority: i64,
     plan: &[NodeStart],
 ) -> Result<(RunRow, Vec<NodeState>)> {
     let now = db.now;
@@ -285,11 +296,12 @@ pub(crate) fn insert(
         counts: Counts::default(),
         reason: None,
         retry_of,
+        priority,
     };
     db.conn
         .prepare_cached(
             "INSERT INTO runs (id, workflow, version, version_id, status, created_at, total, \
-             deadline, retry_of) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             deadline, retry_of, priority) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -302,6 +314,7 @@ pub(crate) fn insert(
                 run.total,
                 deadline,
                 run.retry_of,
+                run.priority,
             ])
         })
         .ctx("creating a run")?;
@@ -309,7 +322,7 @@ pub(crate) fn insert(
         .conn
         .prepare_cached(
             "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id, \
-             queue_timeout_ms, reused_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             queue_timeout_ms, reused_from, prio_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .ctx("creating a run")?;
     let mut states = Vec::with_capacity(plan.len());
@@ -332,6 +345,7 @@ pub(crate) fn insert(
                 req,
                 queue_timeout,
                 start.reused_from,
+                -run.priority,
             ])
             .ctx("creating a run")?;
         run.counts.0[slot(start.status)] += 1;

@@ -384,7 +384,12 @@ pub async fn random_histories_match_the_machine(h: Harness) {
         let mut rng = StdRng::seed_from_u64(0xba70_0000 + seed);
         let wf = random_workflow(&mut rng, &format!("replay-{seed}"));
         s.apply_workflow(&wf, "").await.expect("apply");
-        let run = s.create_run(&wf.name, None).await.expect("create").run.id;
+        let run = s
+            .create_run(&baton_api::CreateRun::latest(&wf.name))
+            .await
+            .expect("create")
+            .run
+            .id;
         let policies = wf.nodes.iter().map(|n| n.retry.clone()).collect();
         let mut r = Replay {
             store: s,

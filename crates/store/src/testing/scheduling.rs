@@ -1,5 +1,6 @@
 //! Cases about what becomes ready and who may claim it.
 
+use baton_api::CreateRun;
 use baton_core::{Action, NodeState, Outcome, RetryOn, RetryPolicy, RunState};
 
 use super::{
@@ -15,7 +16,11 @@ pub async fn create_run_makes_roots_ready(h: Harness) {
         vec![node("a", &[]), node("b", &["a"]), node("c", &[])],
     );
     s.apply_workflow(&wf, "src").await.expect("apply");
-    let created = s.create_run("build", None).await.expect("create").run;
+    let created = s
+        .create_run(&CreateRun::latest("build"))
+        .await
+        .expect("create")
+        .run;
     assert_eq!(created.status, RunState::Pending);
     assert_eq!(created.version, 1);
     assert_eq!(created.nodes["a"].status, NodeState::Ready);
@@ -31,14 +36,18 @@ pub async fn create_run_makes_roots_ready(h: Harness) {
     );
     assert_eq!(s.run_rev(&created.id).await.expect("rev"), created.rev);
 
-    let pinned = s.create_run("build", Some(1)).await.expect("create v1").run;
+    let pinned = s
+        .create_run(&CreateRun::version("build", 1))
+        .await
+        .expect("create v1")
+        .run;
     assert_eq!(pinned.version, 1);
     assert!(matches!(
-        s.create_run("build", Some(7)).await,
+        s.create_run(&CreateRun::version("build", 7)).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        s.create_run("nope", None).await,
+        s.create_run(&CreateRun::latest("nope")).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
