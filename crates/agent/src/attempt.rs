@@ -46,7 +46,11 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
     let ((), execution) = tokio::join!(started, working);
     let Execution { ended, work_dir } = execution;
     match ended {
-        Ended::Finished { outcome, message } if !stop.is_dropped() => {
+        Ended::Finished {
+            outcome,
+            message,
+            outputs,
+        } if !stop.is_dropped() => {
             tracing::debug!(
                 attempt = a.attempt_id, node = %a.node, state = %outcome.state,
                 reason = %outcome.reason, "finished"
@@ -56,6 +60,7 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
                 fence: a.fence,
                 outcome,
                 message,
+                outputs,
             };
             shared.reports.send(report, &stop).await;
         }
@@ -84,10 +89,11 @@ async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
         let execution =
             functions::execute(&shared.work_root, &shared.functions, a, stop, &mut logs).await;
         shared.held.mark_finished(a.attempt_id);
-        // Artifacts of work that ran to its end, successful or not.
+        // Artifacts of work that ran to its end, successful or not (or with its outputs
+        // refused).
         let ran = matches!(
             execution.ended,
-            Ended::Finished { outcome, .. } if outcome.reason == Reason::Exit
+            Ended::Finished { outcome, .. } if matches!(outcome.reason, Reason::Exit | Reason::Output)
         );
         if let Some(dir) = &execution.work_dir
             && ran

@@ -5,10 +5,11 @@
 //! spawned. A timeout or stop cancels the call's token and gives it [`CANCEL_GRACE`] to
 //! return; after that the call's future is dropped, which ends it at its next `.await`.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use baton_api::{Assignment, Stream};
-use baton_core::{AttemptState, Outcome, Reason};
+use baton_core::{AttemptState, Outcome, Outputs, Reason};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,14 +38,16 @@ pub(crate) async fn call(
     stop: &Stop,
     logs: &mut LogBuffer,
 ) -> Ended {
-    // An empty map does not allocate.
-    let inputs = serde_json::Value::Object(serde_json::Map::new());
+    // A map of strings always converts.
+    let inputs = serde_json::to_value(&a.inputs).unwrap_or_default();
+    let outputs = Mutex::new(Outputs::new());
     let cancel = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(LOG_QUEUE);
     let ctx = CallContext {
         function,
         with,
         inputs: &inputs,
+        outputs: &outputs,
         assignment: a,
         cancel: cancel.clone(),
         log: LogWriter { tx },
@@ -87,15 +90,22 @@ pub(crate) async fn call(
     while let Ok(line) = rx.try_recv() {
         logs.push(line.stream, line.text.as_bytes()).await;
     }
+    let outputs = outputs.into_inner().unwrap_or_else(PoisonError::into_inner);
     match first {
-        First::Returned(Ok(outcome)) => returned(outcome),
+        First::Returned(Ok(outcome)) => returned(outcome, outputs),
+        First::Returned(Err(e)) if e.is_output() => Ended::Finished {
+            outcome: Outcome::error(Reason::Output),
+            message: Some(format!("bad output: {}", e.chain())),
+            outputs: Outputs::new(),
+        },
         First::Returned(Err(e)) => Ended::setup(e.chain()),
         First::Stopped(reason) => Ended::stopped(reason),
         First::TimedOut(limit) => Ended::timed_out(limit),
     }
 }
 
-fn returned(outcome: CallOutcome) -> Ended {
+fn returned(outcome: CallOutcome, outputs: Outputs) -> Ended {
+    // `set_output` kept them within the limits.
     match outcome {
         CallOutcome::Success => Ended::Finished {
             outcome: Outcome {
@@ -104,6 +114,7 @@ fn returned(outcome: CallOutcome) -> Ended {
                 exit_code: None,
             },
             message: None,
+            outputs,
         },
         CallOutcome::Failure { exit_code, message } => Ended::Finished {
             outcome: Outcome {
@@ -112,6 +123,7 @@ fn returned(outcome: CallOutcome) -> Ended {
                 exit_code: Some(exit_code),
             },
             message,
+            outputs,
         },
     }
 }

@@ -8,7 +8,7 @@ use baton_core::{Outcome, Reason};
 use serde_json::json;
 
 use crate::function::{CallContext, CallOutcome, Function, FunctionError};
-use crate::functions::tests::{Ran, assignment, run_in, uses};
+use crate::functions::tests::{Ran, assignment, outputs_of, run_in, uses};
 use crate::registry::{FunctionsError, Registry};
 use crate::stop::{Stop, StopReason};
 
@@ -214,4 +214,73 @@ fn function_names_must_be_valid_and_free() {
     ));
     let err = build(&["a", "a"]).unwrap_err();
     assert_eq!(err.to_string(), "two functions are named \"a\"");
+}
+
+/// Passes its input `build.version` on as output `version`, and sets what `with.set` names.
+struct Pass;
+
+#[async_trait::async_trait]
+impl Function for Pass {
+    fn name(&self) -> &str {
+        "pass"
+    }
+
+    async fn call(&self, ctx: CallContext<'_>) -> Result<CallOutcome, FunctionError> {
+        let version = ctx.input("build", "version").unwrap_or("none");
+        ctx.set_output("version", format!("{version}-final"))?;
+        ctx.log().line(ctx.inputs().to_string()).await;
+        // A refused output changes nothing; the function may carry on.
+        let refused = ctx.set_output("1bad", "x").expect_err("a bad key");
+        ctx.log().line(refused.to_string()).await;
+        if let Some(key) = ctx.with()["set"].as_str() {
+            ctx.set_output(key, "v")?;
+        }
+        match ctx.with()["end"].as_str() {
+            Some("fail") => Ok(CallOutcome::failure("failed after setting outputs")),
+            _ => Ok(CallOutcome::Success),
+        }
+    }
+}
+
+async fn pass(with: serde_json::Value) -> Ran {
+    let root = tempfile::tempdir().unwrap();
+    let functions: Vec<Arc<dyn Function>> = vec![Arc::new(Pass)];
+    let registry = Registry::new(&functions, None).unwrap();
+    let mut a = assignment(uses("pass", with));
+    a.inputs
+        .insert("build".into(), [("version".into(), "1.2".into())].into());
+    run_in(root.path(), &registry, &a, &Stop::new()).await
+}
+
+#[tokio::test]
+async fn a_function_reads_its_inputs_and_sets_outputs() {
+    let ran = pass(json!({})).await;
+    assert_eq!(ran.outcome().state, baton_core::AttemptState::Success);
+    let outputs = outputs_of(&ran);
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs["version"], "1.2-final");
+    let out = ran.text(Stream::Stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], r#"{"build":{"version":"1.2"}}"#);
+    assert!(
+        lines[1].starts_with("\"1bad\" is not an output key"),
+        "{out}"
+    );
+
+    // A failure keeps its outputs too.
+    let ran = pass(json!({"end": "fail"})).await;
+    assert_eq!(ran.outcome().state, baton_core::AttemptState::Failure);
+    assert_eq!(outputs_of(&ran)["version"], "1.2-final");
+}
+
+#[tokio::test]
+async fn a_refused_output_passed_on_ends_the_attempt_error_output() {
+    let ran = pass(json!({"set": "has space"})).await;
+    assert_eq!(ran.outcome(), Outcome::error(Reason::Output));
+    let message = ran.message().unwrap();
+    assert!(
+        message.starts_with("bad output: \"has space\" is not an output key"),
+        "{message}"
+    );
+    assert!(outputs_of(&ran).is_empty());
 }

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use baton_api::{Assignment, Stream};
+use baton_core::{OutputError, Outputs, check_outputs};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -84,13 +86,27 @@ impl CallOutcome {
 }
 
 /// The function could not do its work (bad arguments, a missing tool): the attempt ends
-/// `error` with reason `setup` and this error's text as its message.
+/// `error` with reason `setup` and this error's text as its message. Made from an
+/// [`OutputError`] (a refused [`CallContext::set_output`] passed on with `?`), it ends the
+/// attempt `error` with reason `output` instead.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct FunctionError {
     message: String,
     #[source]
     source: Option<Box<dyn StdError + Send + Sync>>,
+    /// Made from a refused output.
+    output: bool,
+}
+
+impl From<OutputError> for FunctionError {
+    fn from(e: OutputError) -> FunctionError {
+        FunctionError {
+            message: e.to_string(),
+            source: None,
+            output: true,
+        }
+    }
 }
 
 impl FunctionError {
@@ -99,6 +115,7 @@ impl FunctionError {
         FunctionError {
             message: message.into(),
             source: None,
+            output: false,
         }
     }
 
@@ -110,7 +127,13 @@ impl FunctionError {
         FunctionError {
             message: message.into(),
             source: Some(source.into()),
+            output: false,
         }
+    }
+
+    /// Whether the error is a refused output.
+    pub(crate) fn is_output(&self) -> bool {
+        self.output
     }
 
     /// The message followed by every source, `: `-separated.
@@ -126,12 +149,13 @@ impl FunctionError {
     }
 }
 
-/// What one call of a [`Function`] gets: the node's arguments, the ids of the attempt, a
-/// cancellation token and a writer for the node's log.
+/// What one call of a [`Function`] gets: the node's arguments and inputs, the ids of the
+/// attempt, a cancellation token, a writer for the node's log, and a place for its outputs.
 pub struct CallContext<'a> {
     pub(crate) function: &'a str,
     pub(crate) with: &'a serde_json::Value,
     pub(crate) inputs: &'a serde_json::Value,
+    pub(crate) outputs: &'a Mutex<Outputs>,
     pub(crate) assignment: &'a Assignment,
     pub(crate) cancel: CancellationToken,
     pub(crate) log: LogWriter,
@@ -148,10 +172,45 @@ impl<'a> CallContext<'a> {
         self.with
     }
 
-    /// The outputs of the node's upstream nodes, as a JSON object (empty until outputs are
-    /// passed on).
+    /// The outputs of the nodes this one needs (direct needs only), as a JSON object
+    /// `{"node": {"key": "value"}}`; needs that wrote none are absent.
     pub fn inputs(&self) -> &'a serde_json::Value {
         self.inputs
+    }
+
+    /// Output `key` of the needed node `node`, if it wrote one.
+    pub fn input(&self, node: &str, key: &str) -> Option<&'a str> {
+        self.assignment
+            .inputs
+            .get(node)?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// Sets output `key` to `value` (a later call with the same key replaces it), for the
+    /// nodes that need this one, as a process's `key=value` line in `$BATON_OUTPUT` does.
+    /// Outputs are kept when the call returns `Ok`, success or failure.
+    ///
+    /// A key or value outside the rules and limits of outputs (see
+    /// [`baton_core::parse_outputs`]) is refused and changes nothing; passed on with `?`,
+    /// the refusal ends the attempt `error` with reason `output`.
+    pub fn set_output(
+        &self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), OutputError> {
+        // Never held across an await, and nothing panics while holding it.
+        let mut outputs = self.outputs.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = key.into();
+        let old = outputs.insert(key.clone(), value.into());
+        let checked = check_outputs(&outputs);
+        if checked.is_err() {
+            match old {
+                Some(old) => outputs.insert(key, old),
+                None => outputs.remove(&key),
+            };
+        }
+        checked
     }
 
     /// The run's id.

@@ -6,13 +6,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use baton_api::Assignment;
-use baton_core::{Action, Outcome, Reason, Script};
+use baton_core::{Action, Outcome, Outputs, Reason, Script};
 use tokio::process::Command;
 
 use crate::call;
 use crate::exec::{self, ProcessEnd};
 use crate::function::{CallContext, CallOutcome, Function, FunctionError};
 use crate::logs::LogBuffer;
+use crate::outputs;
 use crate::plugins;
 use crate::registry::{Implementation, Registry};
 use crate::stop::{Stop, StopReason};
@@ -31,6 +32,8 @@ pub(crate) enum Ended {
     Finished {
         outcome: Outcome,
         message: Option<String>,
+        /// What the work wrote to `$BATON_OUTPUT` (or set, for a Rust function).
+        outputs: Outputs,
     },
     /// Stopped because the attempt is no longer ours: report nothing.
     Dropped,
@@ -41,6 +44,7 @@ impl Ended {
         Ended::Finished {
             outcome,
             message: None,
+            outputs: Outputs::new(),
         }
     }
 
@@ -48,6 +52,7 @@ impl Ended {
         Ended::Finished {
             outcome,
             message: Some(message),
+            outputs: Outputs::new(),
         }
     }
 
@@ -140,25 +145,28 @@ async fn shell(
     cmd.arg("-e").arg("-c").arg(script.to_shell());
     prepare(&mut cmd, a, &dir);
     let ended = process_ended(exec::run(cmd, timeout, stop, logs).await, "sh", timeout);
+    let ended = outputs::collect(ended, dir.output_file()).await;
     Execution {
         ended,
         work_dir: Some(dir),
     }
 }
 
-/// The work dir and environment every process of a node gets: the node's env and the
-/// `BATON_*` variables.
+/// The work dir and environment every process of a node gets: its inputs, the node's env
+/// and the `BATON_*` variables, each overriding the one before.
 pub(crate) fn prepare(cmd: &mut Command, a: &Assignment, dir: &WorkDir) {
     cmd.current_dir(dir.path())
         // The enrollment token is the agent's secret, not the step's.
-        .env_remove("BATON_AGENT_TOKEN")
-        .envs(&a.env)
+        .env_remove("BATON_AGENT_TOKEN");
+    outputs::export(cmd, &a.inputs);
+    cmd.envs(&a.env)
         .env("BATON_RUN_ID", &a.run_id)
         .env("BATON_WORKFLOW", &a.workflow)
         .env("BATON_NODE", &a.node)
         .env("BATON_ATTEMPT", a.attempt.to_string())
         .env("BATON_WORK_DIR", dir.path())
-        .env("BATON_OUTPUT", dir.output_file());
+        .env("BATON_OUTPUT", dir.output_file())
+        .env("BATON_INPUTS", dir.inputs_file());
 }
 
 /// How the run of the process `program` ended, as the attempt reports it.

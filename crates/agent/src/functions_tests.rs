@@ -25,6 +25,7 @@ pub(crate) fn assignment(action: Action) -> Assignment {
         env: BTreeMap::new(),
         timeout_ms: None,
         artifacts: Vec::new(),
+        inputs: BTreeMap::new(),
     }
 }
 
@@ -226,6 +227,84 @@ async fn the_output_file_starts_empty_beside_the_work_dir_and_goes_with_it() {
     assert_eq!(std::fs::read_to_string(&leftover).unwrap(), "answer=42\n");
     dir.remove().await;
     assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+}
+
+pub(crate) fn outputs_of(ran: &Ran) -> &baton_core::Outputs {
+    match &ran.ended {
+        Ended::Finished { outputs, .. } => outputs,
+        Ended::Dropped => panic!("dropped"),
+    }
+}
+
+#[tokio::test]
+async fn inputs_reach_a_step_as_data_and_its_outputs_come_back() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = assignment(script(
+        "echo \"$BATON_BUILD_X\" > x.txt; echo \"$BATON_WEB_APP_OUT_DIR\" >> x.txt\n\
+         cat \"$BATON_INPUTS\"; echo; echo \"$BATON_BUILD_VERSION|$BATON_RUN_ID\"\n\
+         ls -A | tr '\\n' ' '; echo\n\
+         echo 'tag=v1=final' >> \"$BATON_OUTPUT\"\n\
+         printf 'notes<<EOF\\nfirst\\nsecond\\nEOF\\n' >> \"$BATON_OUTPUT\"\n\
+         exit 2",
+    ));
+    a.inputs.insert(
+        "build".into(),
+        [
+            ("x".into(), "\"; touch pwned #".into()),
+            ("version".into(), "1.2".into()),
+        ]
+        .into(),
+    );
+    a.inputs.insert(
+        "web-app".into(),
+        [("out-dir".into(), "$(touch pwned2) `touch pwned3`".into())].into(),
+    );
+    // An input whose name is one of Baton's own variables loses to it.
+    a.inputs
+        .insert("run".into(), [("id".into(), "fake".into())].into());
+    // The node's env wins over inputs.
+    a.env
+        .insert("BATON_BUILD_VERSION".into(), "from-env".into());
+    let ran = run(root.path(), &a).await;
+    assert_eq!(
+        ran.outcome(),
+        Outcome::exited(2),
+        "{}",
+        ran.text(Stream::Stderr)
+    );
+    let out = ran.text(Stream::Stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    let doc: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(doc, serde_json::to_value(&a.inputs).unwrap());
+    assert_eq!(lines[1], "from-env|run/01");
+    assert_eq!(lines[2].trim(), "x.txt", "only the step's own file");
+    let dir = ran.work_dir.as_ref().unwrap().path();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("x.txt")).unwrap(),
+        "\"; touch pwned #\n$(touch pwned2) `touch pwned3`\n"
+    );
+    let outputs = outputs_of(&ran);
+    assert_eq!(outputs["tag"], "v1=final");
+    assert_eq!(outputs["notes"], "first\nsecond");
+    assert_eq!(outputs.len(), 2);
+}
+
+#[tokio::test]
+async fn outputs_over_the_limit_end_the_attempt_error_output() {
+    let root = tempfile::tempdir().unwrap();
+    let a = assignment(script("printf 'big=%070000d\\n' 0 >> \"$BATON_OUTPUT\""));
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome().state, AttemptState::Error);
+    assert_eq!(ran.outcome().reason, Reason::Output);
+    assert_eq!(ran.outcome().exit_code, Some(0));
+    assert_eq!(
+        ran.message(),
+        Some(
+            "bad $BATON_OUTPUT: outputs of 70005 bytes are too large: at most 65536 bytes \
+             (the work exited with code 0)"
+        )
+    );
+    assert!(outputs_of(&ran).is_empty());
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@
 //! - `function`, `call`, `plugins` and `registry`: functions written in Rust ([`Function`],
 //!   registered with [`AgentConfig::with_function`]) and plugins (executables in
 //!   [`AgentConfig::plugins`]), and which one a `uses:` name means;
+//! - `outputs`: a node's inputs as variables and `$BATON_INPUTS`, and reading what it
+//!   wrote to `$BATON_OUTPUT`;
 //! - `logs`: cutting output into chunks; `artifacts` and `glob`: collecting files;
 //! - `shutdown`: the grace period and the final reports.
 
@@ -34,6 +36,7 @@ mod glob;
 mod heartbeat;
 mod held;
 mod logs;
+mod outputs;
 mod plugins;
 mod registry;
 mod reports;

@@ -1,8 +1,9 @@
 //! Plugins: executables in the agent's plugins dir, each a function named after its file.
 //!
-//! A plugin runs as a shell step does (fresh work dir, own process group, the node's env
-//! and the `BATON_*` variables, output as logs, timeout and cancel by killing the group),
-//! with a JSON document about the call on its stdin. The protocol is in `docs/plugins.md`.
+//! A plugin runs as a shell step does (fresh work dir, own process group, the node's env,
+//! inputs and the `BATON_*` variables, output as logs, outputs from `$BATON_OUTPUT`,
+//! timeout and cancel by killing the group), with a JSON document about the call (its
+//! `inputs` included) on its stdin. The protocol is in `docs/plugins.md`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use tokio::process::Command;
 use crate::exec;
 use crate::functions::{Ended, Execution, prepare, process_ended};
 use crate::logs::LogBuffer;
+use crate::outputs::{self, Inputs};
 use crate::registry::{FunctionsError, is_function_name};
 use crate::stop::Stop;
 use crate::workdir::WorkDir;
@@ -96,7 +98,7 @@ fn plugin_name(path: &Path) -> Option<String> {
 struct Input<'a> {
     function: &'a str,
     with: &'a serde_json::Value,
-    inputs: &'a serde_json::Value,
+    inputs: &'a Inputs,
     run_id: &'a str,
     workflow: &'a str,
     node: &'a str,
@@ -123,11 +125,10 @@ pub(crate) async fn run(
             };
         }
     };
-    let inputs = serde_json::Value::Object(serde_json::Map::new());
     let input = Input {
         function: &plugin.name,
         with,
-        inputs: &inputs,
+        inputs: &a.inputs,
         run_id: &a.run_id,
         workflow: &a.workflow,
         node: &a.node,
@@ -151,8 +152,9 @@ pub(crate) async fn run(
     prepare(&mut cmd, a, &dir);
     let result = exec::run_fed(cmd, Some(input), timeout, stop, logs).await;
     let program = format!("the plugin {}", plugin.path.display());
+    let ended = process_ended(result, &program, timeout);
     Execution {
-        ended: process_ended(result, &program, timeout),
+        ended: outputs::collect(ended, dir.output_file()).await,
         work_dir: Some(dir),
     }
 }

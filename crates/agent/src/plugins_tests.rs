@@ -8,7 +8,7 @@ use baton_core::{Outcome, Reason};
 use serde_json::json;
 
 use super::*;
-use crate::functions::tests::{assignment, read_pid, run_in, uses, wait_gone};
+use crate::functions::tests::{assignment, outputs_of, read_pid, run_in, uses, wait_gone};
 use crate::registry::Registry;
 use crate::stop::Stop;
 
@@ -80,6 +80,7 @@ async fn a_plugin_reads_its_call_on_stdin_and_runs_like_a_step() {
          echo \"$BATON_NODE $BATON_ATTEMPT $GREETING\"\n\
          test \"$(pwd -P)\" = \"$(cd \"$BATON_WORK_DIR\" && pwd -P)\"\n\
          test -f \"$BATON_OUTPUT\"\n\
+         echo \"seen=$BATON_BUILD_VERSION\" >> \"$BATON_OUTPUT\"\n\
          echo to-stderr >&2\n\
          exit \"${CODE:-0}\"\n",
         0o755,
@@ -88,6 +89,8 @@ async fn a_plugin_reads_its_call_on_stdin_and_runs_like_a_step() {
     assert!(functions.names().contains(&"show".to_owned()));
     let mut a = assignment(uses("show", json!({"url": "http://x", "n": [1, 2]})));
     a.env.insert("GREETING".into(), "hi there".into());
+    a.inputs
+        .insert("build".into(), [("version".into(), "1.2".into())].into());
     let ran = run_in(root.path(), &functions, &a, &Stop::new()).await;
     assert_eq!(
         ran.outcome(),
@@ -104,7 +107,7 @@ async fn a_plugin_reads_its_call_on_stdin_and_runs_like_a_step() {
         json!({
             "function": "show",
             "with": {"url": "http://x", "n": [1, 2]},
-            "inputs": {},
+            "inputs": {"build": {"version": "1.2"}},
             "run_id": "run/01",
             "workflow": "wf",
             "node": "build",
@@ -114,6 +117,7 @@ async fn a_plugin_reads_its_call_on_stdin_and_runs_like_a_step() {
     );
     assert_eq!(rest, "build 2 hi there\n");
     assert_eq!(ran.text(Stream::Stderr), "to-stderr\n");
+    assert_eq!(outputs_of(&ran)["seen"], "1.2");
 
     a.env.insert("CODE".into(), "3".into());
     let ran = run_in(root.path(), &functions, &a, &Stop::new()).await;

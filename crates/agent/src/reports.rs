@@ -26,6 +26,10 @@ use crate::stop::{Stop, StopReason};
 
 /// Most reports in one batch, well under what the server takes.
 const MAX_BATCH: usize = 128;
+/// Bytes of outputs past which a batch takes no more reports: with the one report that may
+/// pass it (at most 64 KiB), and every byte escaped in JSON, a batch stays under the
+/// server's 4 MiB limit on a report body.
+const MAX_BATCH_OUTPUT_BYTES: usize = 256 * 1024;
 
 /// A report waiting to be sent, and how to tell its attempt it is settled.
 struct Queued {
@@ -98,14 +102,22 @@ pub(crate) async fn run(shared: &Arc<Shared>, tracker: &TaskTracker, done: &Canc
     }
 }
 
-/// Adds what is queued, up to a full batch.
+/// Adds what is queued, up to a full batch (by count, or by bytes of outputs).
 fn top_up(batch: &mut Vec<Queued>, queue: &mut mpsc::UnboundedReceiver<Queued>) {
-    while batch.len() < MAX_BATCH {
+    let mut bytes: usize = batch.iter().map(|q| output_bytes(&q.report)).sum();
+    while batch.len() < MAX_BATCH && bytes < MAX_BATCH_OUTPUT_BYTES {
         match queue.try_recv() {
-            Ok(q) => batch.push(q),
+            Ok(q) => {
+                bytes += output_bytes(&q.report);
+                batch.push(q);
+            }
             Err(_) => return,
         }
     }
+}
+
+fn output_bytes(report: &AttemptReport) -> usize {
+    report.outputs.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 /// Sends `batch` until it is settled, retrying while the server is unreachable (taking in

@@ -1,10 +1,13 @@
 //! An attempt's work dir: created empty, removed afterwards whatever happened; beside it,
-//! the file the attempt's process writes its outputs to (`$BATON_OUTPUT`).
+//! the file the attempt's process writes its outputs to (`$BATON_OUTPUT`) and the one it
+//! reads its inputs from (`$BATON_INPUTS`).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use baton_api::Assignment;
+
+use crate::outputs;
 
 /// A fresh, empty directory owned by one attempt.
 #[derive(Debug)]
@@ -12,12 +15,15 @@ pub(crate) struct WorkDir {
     path: PathBuf,
     /// Outside the dir, so neither the step (`rm -rf ./*`) nor an artifact glob meets it.
     output: PathBuf,
+    /// Outside the dir too, for the same reasons.
+    inputs: PathBuf,
     removed: bool,
 }
 
 impl WorkDir {
     /// Creates `<root>/<run>-<node>-<attempt>`, emptying what a crashed agent left there,
-    /// and the empty output file `<root>/<run>-<node>-<attempt>.output`.
+    /// the empty output file `<root>/<run>-<node>-<attempt>.output`, and the inputs file
+    /// `<root>/<run>-<node>-<attempt>.inputs.json` holding the assignment's inputs.
     pub(crate) fn create(root: &Path, a: &Assignment) -> io::Result<WorkDir> {
         let name = format!(
             "{}-{}-{}",
@@ -26,19 +32,21 @@ impl WorkDir {
             a.attempt
         );
         let path = root.join(&name);
-        let output = root.join(name + ".output");
+        let output = root.join(format!("{name}.output"));
+        let inputs = root.join(name + ".inputs.json");
         remove(&path)?;
         std::fs::create_dir_all(&path)?;
-        // Truncated: a crashed agent's leftover must not pass as this attempt's outputs.
-        if let Err(e) = std::fs::File::create(&output) {
-            let _ = remove(&path);
-            return Err(e);
-        }
-        Ok(WorkDir {
+        let dir = WorkDir {
             path,
             output,
+            inputs,
             removed: false,
-        })
+        };
+        // Truncated: a crashed agent's leftover must not pass as this attempt's outputs.
+        std::fs::File::create(&dir.output)?;
+        std::fs::write(&dir.inputs, outputs::inputs_json(&a.inputs))?;
+        // On an error the dir is dropped, which removes what was made.
+        Ok(dir)
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -50,13 +58,21 @@ impl WorkDir {
         &self.output
     }
 
+    /// The file named by `$BATON_INPUTS`: the upstream outputs as JSON.
+    pub(crate) fn inputs_file(&self) -> &Path {
+        &self.inputs
+    }
+
     /// Removes the dir off the async threads (it may hold a big tree).
     pub(crate) async fn remove(mut self) {
         self.removed = true;
         let path = std::mem::take(&mut self.path);
         let output = std::mem::take(&mut self.output);
+        let inputs = std::mem::take(&mut self.inputs);
         let result = tokio::task::spawn_blocking(move || {
-            let r = remove_file(&output).and(remove(&path));
+            let r = remove_file(&output)
+                .and(remove_file(&inputs))
+                .and(remove(&path));
             (path, r)
         })
         .await;
@@ -70,6 +86,7 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         if !self.removed {
             let _ = remove_file(&self.output);
+            let _ = remove_file(&self.inputs);
             let _ = remove(&self.path);
         }
     }

@@ -46,7 +46,10 @@ async fn a_rust_function_runs_its_nodes_with_logs_and_outcomes() -> Result<()> {
              \x20   with: {{text: hello, expect: beef}}\n\
              \x20 bad:\n\
              \x20   uses: checksum\n\
-             \x20   with: {{}}\n"
+             \x20   with: {{}}\n\
+             \x20 show:\n\
+             \x20   needs: [good]\n\
+             \x20   run: 'echo \"$BATON_GOOD_SHA256\"'\n"
         ))
         .await?;
     let doc = admin.wait_run(&run.id, |d| d.status.is_terminal()).await?;
@@ -56,6 +59,10 @@ async fn a_rust_function_runs_its_nodes_with_logs_and_outcomes() -> Result<()> {
         admin.logs(&run.id, "good").await?,
         format!("sha256 {HELLO}\n")
     );
+    // Its output reaches the node that needs it.
+    assert_eq!(doc.nodes["good"].outputs["sha256"], HELLO);
+    assert_eq!(doc.nodes["show"].status, NodeState::Success);
+    assert_eq!(admin.logs(&run.id, "show").await?, format!("{HELLO}\n"));
 
     let wrong = &doc.nodes["wrong"].attempts[0];
     assert_eq!(wrong.status, AttemptState::Failure);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use baton_core::{Action, Outcome};
+use baton_core::{Action, Outcome, Outputs};
 use serde::{Deserialize, Serialize};
 
 use crate::Stream;
@@ -72,6 +72,10 @@ pub struct Assignment {
     /// Artifact patterns to collect from the work dir.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
+    /// Outputs of the nodes this one `needs` (direct needs only), by node id, each from
+    /// that node's current attempt; needs that wrote none are absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Outputs>,
 }
 
 /// Answer to a claim.
@@ -131,6 +135,10 @@ pub struct Report {
     /// A short explanation (spawn error, signal that killed it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the work wrote to `$BATON_OUTPUT`, within the limits of
+    /// [`baton_core::parse_outputs`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: Outputs,
 }
 
 /// Answer to a report: the stored ending (the same for a repeated report).
@@ -169,6 +177,10 @@ pub struct AttemptReport {
     /// A short explanation (spawn error, signal that killed it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// What the work wrote to `$BATON_OUTPUT`, within the limits of
+    /// [`baton_core::parse_outputs`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: Outputs,
 }
 
 /// Answer to a [`ReportBatch`].

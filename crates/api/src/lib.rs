@@ -7,11 +7,13 @@
 
 mod agent;
 mod error;
+mod resource;
 mod run;
 mod workflow;
 
 pub use agent::*;
 pub use error::*;
+pub use resource::*;
 pub use run::*;
 pub use workflow::*;
 

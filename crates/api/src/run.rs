@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use baton_core::{AttemptState, NodeState, Reason, RunState};
+use baton_core::{AttemptState, NodeState, Outputs, Reason, RunState};
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/runs`.
@@ -34,6 +34,19 @@ impl CreateRun {
             workflow: workflow.into(),
             version: Some(version),
             priority: None,
+        }
+    }
+
+    /// Checks what the server cannot leave to the store: a priority out of
+    /// [`baton_core::PRIORITY_RANGE`] is refused, naming the bounds.
+    pub fn check(&self) -> Result<(), String> {
+        match self.priority {
+            Some(p) if !baton_core::PRIORITY_RANGE.contains(&p) => Err(format!(
+                "priority {p} is out of range: use a whole number from {} to {}",
+                baton_core::PRIORITY_RANGE.start(),
+                baton_core::PRIORITY_RANGE.end()
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -77,6 +90,14 @@ pub struct RunDoc {
     /// The run this one re-runs (`baton runs retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    /// Its priority (the workflow's `priority`, or the one it was created with): among
+    /// ready nodes an agent can run, higher goes first.
+    #[serde(default)]
+    pub priority: i64,
+    /// For people: why the run waits (`created`: queued behind its workflow's concurrency
+    /// limit) or why the limit canceled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Runs that re-run this one, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retried_by: Vec<String>,
@@ -109,6 +130,9 @@ pub struct NodeDoc {
     /// attempts, logs and artifacts are that run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<String>,
+    /// The outputs of the node's current attempt (for a kept node, the attempt it keeps).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: Outputs,
     /// Every attempt, oldest first.
     pub attempts: Vec<AttemptDoc>,
 }
@@ -152,6 +176,9 @@ pub struct RunSummary {
     pub version: i64,
     /// Run state.
     pub status: RunState,
+    /// Its priority.
+    #[serde(default)]
+    pub priority: i64,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_cli::args::{
-    AgentsCommand, RunArgs, RunsCommand, ValidateArgs, WorkflowsCommand, parse_duration_flag,
-    parse_label,
+    AgentsCommand, ResourcesCommand, RunArgs, RunsCommand, ValidateArgs, WorkflowsCommand,
+    parse_duration_flag, parse_label,
 };
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
@@ -45,6 +45,9 @@ pub(crate) enum Command {
     /// List agents
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// List resources held or waited for
+    #[command(subcommand)]
+    Resources(ResourcesCommand),
     /// Apply, list and show workflows
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
@@ -230,6 +233,28 @@ mod tests {
         );
         let err = parse(&["up", "--label", "a b=c"]).unwrap_err();
         assert!(err.to_string().contains("bad label key"), "{err}");
+    }
+
+    #[test]
+    fn run_takes_a_priority_in_range_negative_included() {
+        for (given, want) in [("7", 7), ("-5", -5), ("1000000", 1_000_000)] {
+            let Command::Run(r) = parse(&["run", "wf.yaml", "--priority", given])
+                .unwrap()
+                .command
+            else {
+                panic!("not a run");
+            };
+            assert_eq!(r.priority, Some(want));
+        }
+        let Command::Run(r) = parse(&["run", "wf.yaml"]).unwrap().command else {
+            panic!("not a run");
+        };
+        assert_eq!(r.priority, None, "the workflow's priority applies");
+        for bad in ["1000001", "-1000001", "high", "1.5"] {
+            let err = parse(&["run", "wf.yaml", "--priority", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            assert!(err.to_string().contains("--priority"), "{err}");
+        }
     }
 
     #[test]

@@ -76,6 +76,10 @@ async fn dispatch(command: Command, origin: TokenOrigin) -> Exit {
             Ok(c) => client_result(baton_cli::agents::agents(cmd, &c).await),
             Err(exit) => exit,
         },
+        Command::Resources(cmd) => match client(cmd.conn(), origin) {
+            Ok(c) => client_result(baton_cli::resources::resources(cmd, &c).await),
+            Err(exit) => exit,
+        },
         Command::Workflows(cmd) => match client(cmd.conn(), origin) {
             Ok(c) => client_result(baton_cli::workflows::workflows(cmd, &c).await),
             Err(exit) => exit,

@@ -66,6 +66,16 @@ pub struct RunArgs {
     /// Start the run, print its id (with --json, its document) and return at once; needs a server
     #[arg(long)]
     pub detach: bool,
+    /// The run's priority, a whole number from -1000000 to 1000000: among ready nodes an agent can run, higher goes first [default: the workflow's `priority`]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(i32).range(
+            i64::from(*baton_core::PRIORITY_RANGE.start())..=i64::from(*baton_core::PRIORITY_RANGE.end())
+        )
+    )]
+    pub priority: Option<i32>,
     /// Self-contained run: keep the embedded server's data here [default: a temporary dir, removed afterwards]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -244,6 +254,28 @@ impl AgentsCommand {
     }
 }
 
+/// `baton resources ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ResourcesCommand {
+    /// List resources held or waited for: holders (run, node, count, agent, since), then waiters in the order they would get it
+    List {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+}
+
+impl ResourcesCommand {
+    /// The connection flags of the subcommand.
+    pub fn conn(&self) -> &ConnectionArgs {
+        match self {
+            ResourcesCommand::List { conn, .. } => conn,
+        }
+    }
+}
+
 /// `baton workflows ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum WorkflowsCommand {
@@ -397,6 +429,7 @@ mod tests {
             },
             json: false,
             detach: false,
+            priority: None,
             data_dir: None,
             agents: None,
             slots: None,

@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 use baton_api::{
-    AgentDoc, ApplyWorkflow, CreateRun, ErrorBody, LogPage, LogQuery, RetryRun, RunDoc, RunFilter,
-    RunSummary, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
+    AgentDoc, ApplyWorkflow, CreateRun, ErrorBody, LogPage, LogQuery, ResourceDoc, RetryRun,
+    RunDoc, RunFilter, RunSummary, WorkflowDoc, WorkflowSummary, WorkflowVersion,
+    WorkflowVersionDoc,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -164,6 +165,12 @@ impl Client {
     /// `GET /api/v1/agents`.
     pub async fn agents(&self) -> Result<Vec<AgentDoc>, CliError> {
         self.send(self.request(Method::GET, &["agents"], &[])?)
+            .await
+    }
+
+    /// `GET /api/v1/resources`.
+    pub async fn resources(&self) -> Result<Vec<ResourceDoc>, CliError> {
+        self.send(self.request(Method::GET, &["resources"], &[])?)
             .await
     }
 

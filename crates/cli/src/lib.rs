@@ -3,7 +3,7 @@
 //! text output around them.
 //!
 //! One module per subcommand ([`run`], [`validate`], [`runs`], [`agents`],
-//! [`workflows`]); [`args`] holds their flags (clap derive), [`connection`] finds the
+//! [`resources`], [`workflows`]); [`args`] holds their flags (clap derive), [`connection`] finds the
 //! server and token, [`exit`] maps every failure to the contract's exit codes. The binary
 //! (`crates/baton`) parses the command line, starts embedded servers and agents, and
 //! calls in here. Data goes to stdout, messages and progress to stderr.
@@ -16,6 +16,7 @@ pub mod exit;
 mod live;
 mod logs;
 pub mod output;
+pub mod resources;
 pub mod run;
 pub mod runs;
 pub mod validate;

@@ -354,6 +354,12 @@ pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
         None => String::new(),
     };
     let _ = writeln!(out, "status    {}{cancel}{why}", doc.status);
+    if let Some(m) = &doc.message {
+        let _ = writeln!(out, "note      {m}");
+    }
+    if doc.priority != 0 {
+        let _ = writeln!(out, "priority  {}", doc.priority);
+    }
     if let Some(old) = &doc.retry_of {
         let _ = writeln!(out, "retry of  {old}");
     }
@@ -397,7 +403,50 @@ pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
         table.row(row);
     }
     out.push_str(&table.render());
+    out.push_str(&outputs_table(doc, order));
     out
+}
+
+/// Longest output value `runs show` prints in full, in characters; `--json` has them all.
+const SHOWN_VALUE_CHARS: usize = 120;
+
+/// The nodes' outputs under `runs show`'s node table, one row per key; empty when no node
+/// has any.
+fn outputs_table(doc: &RunDoc, order: Option<&[String]>) -> String {
+    if doc.nodes.values().all(|n| n.outputs.is_empty()) {
+        return String::new();
+    }
+    let mut table = Table::new(vec!["NODE", "OUTPUT", "VALUE"]);
+    for id in node_order(doc, order) {
+        let Some(node) = doc.nodes.get(id) else {
+            continue;
+        };
+        for (key, value) in &node.outputs {
+            table.row(vec![id.to_owned(), key.clone(), shown_value(value)]);
+        }
+    }
+    format!("\n{}", table.render())
+}
+
+/// A value on one line: control characters escaped, a long one cut.
+fn shown_value(value: &str) -> String {
+    let mut shown = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == SHOWN_VALUE_CHARS {
+            let _ = write!(shown, "… ({} bytes in all)", value.len());
+            break;
+        }
+        match c {
+            '\n' => shown.push_str("\\n"),
+            '\t' => shown.push_str("\\t"),
+            '\r' => shown.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(shown, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => shown.push(c),
+        }
+    }
+    shown
 }
 
 /// `baton runs list`.
@@ -523,6 +572,7 @@ pub(crate) mod tests {
             reason: None,
             message: None,
             reused_from: None,
+            outputs: Default::default(),
             attempts,
         }
     }
@@ -561,6 +611,8 @@ pub(crate) mod tests {
             cancel_requested: false,
             reason: None,
             retry_of: None,
+            priority: 0,
+            message: None,
             retried_by: Vec::new(),
             rev: 17,
             nodes,
@@ -620,6 +672,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn show_says_why_a_run_waits_and_its_priority() {
+        let mut doc = failed_run();
+        doc.status = RunState::Created;
+        doc.finished_at = None;
+        doc.started_at = None;
+        doc.priority = -5;
+        doc.message = Some("queued: workflow release has 1 active run (limit 1)".into());
+        let shown = show_run(&doc, None, T0 + 60_000);
+        let header: Vec<&str> = shown.lines().take(5).collect();
+        assert_eq!(
+            header,
+            [
+                "run       0193a1b2-run",
+                "workflow  release (version 3)",
+                "status    created",
+                "note      queued: workflow release has 1 active run (limit 1)",
+                "priority  -5",
+            ]
+        );
+        doc.priority = 0;
+        doc.message = None;
+        assert!(!show_run(&doc, None, T0).contains("priority"));
+    }
+
+    #[test]
     fn show_names_kept_nodes_the_retry_link_and_why_a_node_had_no_agent() {
         let mut doc = failed_run();
         doc.id = "0193a1b2-again".into();
@@ -647,6 +724,38 @@ pub(crate) mod tests {
             "deploy".to_owned(),
         ];
         insta::assert_snapshot!(show_run(&doc, Some(&order), T0 + 60_000));
+    }
+
+    #[test]
+    fn show_lists_outputs_on_one_line_each() {
+        let mut doc = failed_run();
+        if let Some(n) = doc.nodes.get_mut("checkout") {
+            n.outputs.insert("sha".into(), "0a1b2c".into());
+            n.outputs
+                .insert("notes".into(), "line one\nline\ttwo\u{7}".into());
+        }
+        if let Some(n) = doc.nodes.get_mut("test") {
+            n.outputs.insert("log".into(), "x".repeat(200));
+            n.outputs.insert("empty".into(), String::new());
+        }
+        let order = vec![
+            "checkout".to_owned(),
+            "test".to_owned(),
+            "deploy".to_owned(),
+        ];
+        let shown = show_run(&doc, Some(&order), T0 + 60_000);
+        let (_, outputs) = shown
+            .split_once("\nNODE      OUTPUT")
+            .expect("outputs table");
+        insta::assert_snapshot!(outputs, @r"
+          VALUE
+        checkout  notes   line one\nline\ttwo\u{7}
+        checkout  sha     0a1b2c
+        test      empty
+        test      log     xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (200 bytes in all)
+        ");
+        // Without outputs, no table.
+        assert!(!show_run(&failed_run(), Some(&order), T0).contains("OUTPUT"));
     }
 
     #[test]
@@ -680,6 +789,7 @@ pub(crate) mod tests {
             workflow: "release".into(),
             version: 3,
             status: RunState::Failure,
+            priority: 0,
             created_at: at(0),
             finished_at: Some(at(42_250)),
             counts,

@@ -61,7 +61,7 @@ pub async fn run(
         .create_run(&CreateRun {
             workflow: version.name.clone(),
             version: Some(version.version),
-            priority: None,
+            priority: args.priority,
         })
         .await?;
     watch(
@@ -151,6 +151,8 @@ async fn follow(
     interrupt: &CancellationToken,
 ) -> Result<Followed, CliError> {
     progress.update(&doc);
+    let mut said = None;
+    say_message(&doc, &mut said, progress);
     let mut canceling = false;
     while !doc.status.is_terminal() {
         tokio::select! {
@@ -175,8 +177,20 @@ async fn follow(
                 doc = newer(doc, next?, progress);
             }
         }
+        say_message(&doc, &mut said, progress);
     }
     Ok(Followed::Ended(doc))
+}
+
+/// Shows the run's message (why it waits for a place, why its concurrency limit canceled
+/// it) once each time it changes.
+fn say_message(doc: &RunDoc, said: &mut Option<String>, progress: &Progress) {
+    if doc.message != *said {
+        if let Some(m) = &doc.message {
+            progress.message(&format!("run {}: {m}", doc.id));
+        }
+        said.clone_from(&doc.message);
+    }
 }
 
 /// Keeps the newer of two documents of the same run, showing it when it is new.

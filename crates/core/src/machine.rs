@@ -6,8 +6,10 @@
 //! memory, which is what the property tests exercise.
 
 use crate::dag::{Dag, NodeIdx};
+use crate::plan::{plan_run, propagate};
 use crate::state::{AttemptState, NodeState, Outcome, RunState};
-use crate::workflow::{RetryOn, RetryPolicy};
+use crate::trigger::Upstream;
+use crate::workflow::{RetryOn, RetryPolicy, When};
 
 /// What becomes of a node after one of its attempts ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,10 @@ pub enum Rejected {
 pub struct RunMachine {
     dag: Dag,
     policies: Vec<RetryPolicy>,
+    /// Each node's trigger rule.
+    rules: Vec<When>,
+    /// What each node's needs have done so far (a cancel ends nodes without counting).
+    upstream: Vec<Upstream>,
     states: Vec<NodeState>,
     /// Nodes per state, indexed like [`NodeState::ALL`], so settling the run costs O(1).
     counts: [usize; NodeState::ALL.len()],
@@ -176,35 +182,52 @@ pub struct RunMachine {
 }
 
 impl RunMachine {
-    /// Starts a run: roots become ready.
+    /// Starts a run in which every node waits for all its needs to succeed
+    /// (`all_success`): roots become ready.
     ///
     /// `policies` holds one policy per node in index order; missing ones are the default
     /// policy and extra ones are ignored.
-    pub fn new(dag: Dag, mut policies: Vec<RetryPolicy>) -> RunMachine {
+    pub fn new(dag: Dag, policies: Vec<RetryPolicy>) -> RunMachine {
+        RunMachine::with_rules(dag, policies, Vec::new())
+    }
+
+    /// Starts a run whose nodes follow trigger rules: `rules` holds one per node in index
+    /// order (missing ones are `all_success`, extra ones are ignored).
+    pub fn with_rules(dag: Dag, policies: Vec<RetryPolicy>, rules: Vec<When>) -> RunMachine {
+        RunMachine::rerun(dag, policies, rules, &[])
+    }
+
+    /// Starts a re-run that keeps the nodes marked in `kept` (by index; missing ones are
+    /// not kept) as successes, planned by [`plan_run`] like the stores' re-runs.
+    pub fn rerun(
+        dag: Dag,
+        mut policies: Vec<RetryPolicy>,
+        mut rules: Vec<When>,
+        kept: &[bool],
+    ) -> RunMachine {
         let n = dag.len();
         policies.resize(n, RetryPolicy::default());
+        rules.resize(n, When::default());
+        let plan = plan_run(&dag, &rules, kept);
         let mut counts = [0; NodeState::ALL.len()];
-        counts[NodeState::Waiting as usize] = n;
+        for s in &plan {
+            counts[s.state as usize] += 1;
+        }
         let mut m = RunMachine {
-            states: vec![NodeState::Waiting; n],
+            states: plan.iter().map(|s| s.state).collect(),
+            upstream: plan.iter().map(|s| s.upstream).collect(),
             counts,
             attempts: vec![0; n],
             attempt_open: vec![false; n],
             lost: vec![0; n],
             policies,
+            rules,
             run: RunState::Pending,
             cancel_requested: false,
             dag,
         };
-        let mut fx = Vec::new();
-        for r in 0..n as NodeIdx {
-            if m.dag.needs(r).is_empty() {
-                m.set(r, NodeState::Ready, &mut fx);
-            }
-        }
-        if n == 0 {
-            m.run = RunState::Success;
-        }
+        // A run with nothing left to do (no nodes, or every one kept or skipped) is over.
+        m.settle_run(&mut Vec::new());
         m
     }
 
@@ -231,6 +254,12 @@ impl RunMachine {
     /// Every node's state, in index order.
     pub fn node_states(&self) -> &[NodeState] {
         &self.states
+    }
+
+    /// What a node's needs have done so far, as its trigger rule sees them. Panics if `idx`
+    /// is not a node of the graph.
+    pub fn upstream(&self, idx: NodeIdx) -> Upstream {
+        self.upstream[idx as usize]
     }
 
     /// Attempts opened so far for a node. Panics if `idx` is not a node of the graph.
@@ -334,28 +363,23 @@ impl RunMachine {
         fx.push(Effect::Node(i, s));
     }
 
+    /// Ends node `i` in `state` and moves the nodes below it their rules now decide.
     fn finish_node(&mut self, i: NodeIdx, state: NodeState, fx: &mut Vec<Effect>) {
         self.set(i, state, fx);
-        if state == NodeState::Success {
-            for k in 0..self.dag.children(i).len() {
-                let c = self.dag.children(i)[k];
-                let all_ok = self
-                    .dag
-                    .needs(c)
-                    .iter()
-                    .all(|&p| self.states[p as usize] == NodeState::Success);
-                if all_ok && self.states[c as usize] == NodeState::Waiting {
-                    self.set(c, NodeState::Ready, fx);
-                }
-            }
-        } else {
-            // Every descendant is still waiting: none can be ready while `i` was not a success.
-            for d in self.dag.descendants(i) {
-                if self.states[d as usize] == NodeState::Waiting {
-                    self.set(d, NodeState::Skipped, fx);
-                }
-            }
-        }
+        let counts = &mut self.counts;
+        propagate(
+            &self.dag,
+            &self.rules,
+            &mut self.states,
+            &mut self.upstream,
+            i,
+            state,
+            |c, to| {
+                counts[NodeState::Waiting as usize] -= 1;
+                counts[to as usize] += 1;
+                fx.push(Effect::Node(c, to));
+            },
+        );
     }
 
     fn settle_run(&mut self, fx: &mut Vec<Effect>) {

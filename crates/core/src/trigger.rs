@@ -60,9 +60,9 @@ pub enum Gate {
 
 /// Decides a waiting node's fate under `when` from its needs' counters.
 ///
-/// A node without needs is ready under every rule (the parser only lets `all_success` and
-/// `all_done` stand on a node without needs; a re-run may leave any rule with nothing
-/// left to wait for, and then the counters decide).
+/// A node without needs is ready under every rule (the parser only lets `all_success` stand
+/// on a node without needs; a re-run may leave any rule with nothing left to wait for, and
+/// then the counters decide).
 pub fn gate(when: When, up: Upstream) -> Gate {
     let ok = up.succeeded();
     match when {

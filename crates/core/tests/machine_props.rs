@@ -1,14 +1,16 @@
 //! Property tests of `RunMachine` over random DAGs, retry policies and event sequences.
 //!
-//! Every delivered event is checked against the machine's invariants: nothing runs or
-//! succeeds before its needs succeeded, terminal states never change, attempt numbers only
-//! grow, refused events change nothing, a node succeeds at most once, and every run ends
-//! under a fair scheduler. T6 of RELIABILITY.md: duplicated, reordered and stale reports
+//! Every delivered event is checked against the machine's invariants: a node is ready or
+//! ran only once its trigger rule was met by its needs' states, is skipped only once its
+//! rule can no longer be met, and never waits when its rule decided; terminal states never
+//! change, attempt numbers only grow, refused events change nothing, a node succeeds at
+//! most once, the run's result follows from the nodes that ran, and every run ends under
+//! a fair scheduler. T6 of RELIABILITY.md: duplicated, reordered and stale reports
 //! lead to the same final state as single delivery.
 
 use baton_core::{
-    Dag, Effect, Event, NodeIdx, NodeState, Outcome, Reason, Rejected, RetryOn, RetryPolicy,
-    RunMachine, RunState,
+    Dag, Effect, Event, Gate, NodeIdx, NodeState, Outcome, Reason, Rejected, RetryOn, RetryPolicy,
+    RunMachine, RunState, Upstream, When, gate,
 };
 use proptest::prelude::*;
 
@@ -64,6 +66,15 @@ fn policy_strategy() -> impl Strategy<Value = RetryPolicy> {
     prop_oneof![1 => Just(RetryPolicy::default()), 2 => custom]
 }
 
+fn rule_strategy() -> impl Strategy<Value = When> {
+    prop_oneof![
+        3 => Just(When::AllSuccess),
+        1 => Just(When::AllDone),
+        1 => Just(When::AnySuccess),
+        1 => Just(When::AnyFailure),
+    ]
+}
+
 fn outcome_strategy() -> impl Strategy<Value = Outcome> {
     prop_oneof![
         6 => Just(Outcome::exited(0)),
@@ -111,15 +122,85 @@ fn step_strategy() -> impl Strategy<Value = (Step, f64)> {
     (step, 0.0..1.0f64)
 }
 
-fn case_strategy() -> impl Strategy<Value = (Dag, Vec<RetryPolicy>, Vec<(Step, f64)>)> {
-    dag_strategy().prop_flat_map(|dag| {
+/// A random run: graph, policies, rules, and which nodes a re-run keeps.
+#[derive(Debug, Clone)]
+struct Case {
+    dag: Dag,
+    policies: Vec<RetryPolicy>,
+    rules: Vec<When>,
+    kept: Vec<bool>,
+}
+
+impl Case {
+    fn machine(&self) -> RunMachine {
+        RunMachine::rerun(
+            self.dag.clone(),
+            self.policies.clone(),
+            self.rules.clone(),
+            &self.kept,
+        )
+    }
+}
+
+/// A random case; with `rerun`, some nodes are kept as a re-run keeps them: successes
+/// whose needs are all kept too.
+fn case_strategy(rerun: bool) -> impl Strategy<Value = (Case, Vec<(Step, f64)>)> {
+    dag_strategy().prop_flat_map(move |dag| {
         let n = dag.len();
+        let keep = if rerun { 0.5 } else { 0.0 };
         (
             Just(dag),
             prop::collection::vec(policy_strategy(), n),
+            prop::collection::vec(rule_strategy(), n),
+            prop::collection::vec(prop::bool::weighted(keep), n),
             prop::collection::vec(step_strategy(), 0..150),
         )
+            .prop_map(|(dag, policies, rules, mut kept, steps)| {
+                // Needs have lower indexes, so one pass in index order closes the set.
+                for i in 0..dag.len() {
+                    kept[i] = kept[i] && dag.needs(i as NodeIdx).iter().all(|&p| kept[p as usize]);
+                }
+                let case = Case {
+                    dag,
+                    policies,
+                    rules,
+                    kept,
+                };
+                (case, steps)
+            })
     })
+}
+
+/// What node `i`'s needs have done in `m`, counted from their states alone.
+fn upstream_of(m: &RunMachine, i: NodeIdx) -> Upstream {
+    let needs = m.dag().needs(i);
+    let mut up = Upstream {
+        needs: needs.len() as u32,
+        remaining: needs.len() as u32,
+        ..Upstream::default()
+    };
+    for &p in needs {
+        let s = m.node_state(p);
+        if s.is_terminal() {
+            up.end(s);
+        }
+    }
+    up
+}
+
+/// The run's result from the nodes that ran (skipped nodes do not count), as the issue
+/// states it: canceled over failure over error over success.
+fn expected_result(m: &RunMachine) -> RunState {
+    let has = |s: NodeState| m.node_states().contains(&s);
+    if m.cancel_requested() || has(NodeState::Canceled) {
+        RunState::Canceled
+    } else if has(NodeState::Failure) {
+        RunState::Failure
+    } else if has(NodeState::Error) {
+        RunState::Error
+    } else {
+        RunState::Success
+    }
 }
 
 fn open(m: &RunMachine, s: NodeState) -> Vec<NodeIdx> {
@@ -153,6 +234,10 @@ struct Checked {
     /// Most attempts each node's policy allows: its tries plus, unless `on` names `lost`,
     /// its lost-agent retries.
     budgets: Vec<u32>,
+    /// Each node's trigger rule.
+    rules: Vec<When>,
+    /// Nodes a re-run kept: successes that never ran here.
+    kept: Vec<bool>,
 }
 
 fn budget(p: &RetryPolicy) -> u32 {
@@ -165,9 +250,16 @@ fn budget(p: &RetryPolicy) -> u32 {
 }
 
 impl Checked {
-    fn new(m: RunMachine, policies: &[RetryPolicy]) -> Checked {
+    fn new(m: RunMachine, case: &Case) -> Checked {
         let n = m.dag().len();
+        let policies = &case.policies;
         let c = Checked {
+            rules: (0..n)
+                .map(|i| case.rules.get(i).copied().unwrap_or_default())
+                .collect(),
+            kept: (0..n)
+                .map(|i| case.kept.get(i).copied().unwrap_or(false))
+                .collect(),
             m,
             accepted: Vec::new(),
             successes: vec![0; n],
@@ -180,7 +272,7 @@ impl Checked {
                 })
                 .collect(),
         };
-        c.check_needs();
+        c.check_rules();
         c
     }
 
@@ -216,29 +308,42 @@ impl Checked {
         assert_eq!(self.m, before, "noise {ev:?} changed the machine");
     }
 
-    fn check_needs(&self) {
+    /// Every node stands where its rule puts it, judged from its needs' states alone: a
+    /// node that is ready or ran had its rule met, a skipped one can no longer have it met,
+    /// and a waiting one is still undecided (so nothing is left waiting for ever).
+    fn check_rules(&self) {
         let m = &self.m;
         for i in 0..m.dag().len() as NodeIdx {
-            if matches!(
-                m.node_state(i),
-                NodeState::Pending | NodeState::Running | NodeState::Success
-            ) {
-                for &p in m.dag().needs(i) {
-                    assert_eq!(
-                        m.node_state(p),
-                        NodeState::Success,
-                        "node {i} is {} while its need {p} is not a success",
-                        m.node_state(i)
-                    );
-                }
+            let up = upstream_of(m, i);
+            // A cancel ends waiting and ready nodes without counting them below.
+            if !m.cancel_requested() {
+                assert_eq!(m.upstream(i), up, "node {i}'s counters");
             }
+            if self.kept[i as usize] {
+                assert_eq!(m.node_state(i), NodeState::Success, "kept node {i}");
+                continue;
+            }
+            let want = match m.node_state(i) {
+                NodeState::Waiting => Gate::Wait,
+                NodeState::Skipped => Gate::Skip,
+                // A cancel ends nodes whatever their rule.
+                NodeState::Canceled => continue,
+                _ => Gate::Ready,
+            };
+            let rule = self.rules[i as usize];
+            assert_eq!(
+                gate(rule, up),
+                want,
+                "node {i} ({rule:?}) is {} with needs {up:?}",
+                m.node_state(i)
+            );
         }
     }
 
     fn check_step(&mut self, before: &RunMachine, ev: &Event, fx: &[Effect]) {
         let m = &self.m;
         let n = m.dag().len();
-        self.check_needs();
+        self.check_rules();
         let mut last_effect: Vec<Option<NodeState>> = vec![None; n];
         for e in fx {
             match *e {
@@ -296,8 +401,8 @@ impl Checked {
             all_done,
             "run and nodes disagree on the end"
         );
-        if m.run_state() == RunState::Success {
-            assert!(m.node_states().iter().all(|&s| s == NodeState::Success));
+        if m.run_state().is_terminal() {
+            assert_eq!(m.run_state(), expected_result(m), "run result");
         }
         if m.cancel_requested() {
             assert!(m.ready().is_empty(), "nothing is ready once canceling");
@@ -440,14 +545,9 @@ fn noise_after(ev: &Event, rng: &mut SplitMix, mailbox: &mut Vec<Event>) {
 }
 
 /// Replays a logical history with duplicated, delayed and stale reports interleaved.
-fn replay_noisy(
-    start: RunMachine,
-    policies: &[RetryPolicy],
-    history: &[(Event, f64)],
-    seed: u64,
-) -> RunMachine {
+fn replay_noisy(start: RunMachine, case: &Case, history: &[(Event, f64)], seed: u64) -> RunMachine {
     let mut rng = SplitMix(seed);
-    let mut c = Checked::new(start, policies);
+    let mut c = Checked::new(start, case);
     let mut mailbox = Vec::new();
     for (ev, jitter) in history {
         while !mailbox.is_empty() && rng.below(3) == 0 {
@@ -473,17 +573,31 @@ proptest! {
     /// (cancels included), ends in exactly the same machine.
     #[test]
     fn random_histories_keep_invariants_and_end(
-        (dag, policies, steps) in case_strategy(),
+        (case, steps) in case_strategy(false),
         seed in any::<u64>(),
     ) {
-        let start = RunMachine::new(dag, policies.clone());
-        let mut c = Checked::new(start.clone(), &policies);
+        let start = case.machine();
+        let mut c = Checked::new(start.clone(), &case);
         for (step, jitter) in &steps {
             c.step(step, *jitter);
         }
         c.drive_to_end();
-        let replayed = replay_noisy(start, &policies, &c.accepted, seed);
+        let replayed = replay_noisy(start, &case, &c.accepted, seed);
         prop_assert_eq!(&replayed, &c.m);
+    }
+
+    /// A re-run starts from the shared plan: kept nodes are successes, the rest stand where
+    /// their rules put them (skips included), and random histories from there keep every
+    /// invariant and end.
+    #[test]
+    fn reruns_start_where_rules_put_them_and_end(
+        (case, steps) in case_strategy(true),
+    ) {
+        let mut c = Checked::new(case.machine(), &case);
+        for (step, jitter) in &steps {
+            c.step(step, *jitter);
+        }
+        c.drive_to_end();
     }
 
     /// T6: with fixed outcomes per attempt, delivering reports once in one order ends in the
@@ -493,6 +607,7 @@ proptest! {
     fn noisy_delivery_matches_single_delivery(
         dag in dag_strategy(),
         policies in prop::collection::vec(policy_strategy(), MAX_NODES),
+        rules in prop::collection::vec(rule_strategy(), MAX_NODES),
         plan in prop::collection::vec(prop::collection::vec(outcome_strategy(), 0..4), MAX_NODES),
         seed in any::<u64>(),
     ) {
@@ -502,10 +617,11 @@ proptest! {
                 .copied()
                 .unwrap_or(Outcome::exited(0))
         };
-        let start = RunMachine::new(dag, policies.clone());
+        let case = Case { dag, policies, rules, kept: Vec::new() };
+        let start = case.machine();
 
         // Single delivery: lowest index first, each report exactly once.
-        let mut single = Checked::new(start.clone(), &policies);
+        let mut single = Checked::new(start.clone(), &case);
         while !single.m.run_state().is_terminal() {
             let m = &single.m;
             let ev = if let Some(&i) = open(m, NodeState::Running).first() {
@@ -523,7 +639,7 @@ proptest! {
 
         // Noisy delivery: any live node may move next, and reports repeat and go stale.
         let mut rng = SplitMix(seed);
-        let mut noisy = Checked::new(start, &policies);
+        let mut noisy = Checked::new(start, &case);
         let mut mailbox = Vec::new();
         while !noisy.m.run_state().is_terminal() {
             if !mailbox.is_empty() && rng.below(3) == 0 {

@@ -1,8 +1,9 @@
-//! `RunMachine` scenarios: ordering, skipping, retries, cancel and refused events.
+//! `RunMachine` scenarios: ordering, skipping, trigger rules, re-runs, retries, cancel and
+//! refused events.
 
 use baton_core::{
     Dag, Effect, Event, NodeIdx, NodeState, Outcome, Reason, Rejected, RetryOn, RetryPolicy,
-    RunMachine, RunState,
+    RunMachine, RunState, When,
 };
 
 fn dag(nodes: &[(&str, &[&str])]) -> Dag {
@@ -18,6 +19,13 @@ fn machine(nodes: &[(&str, &[&str])]) -> RunMachine {
     let d = dag(nodes);
     let n = d.len();
     RunMachine::new(d, vec![RetryPolicy::default(); n])
+}
+
+/// A machine whose nodes carry trigger rules: `(id, needs, when)`.
+fn ruled(nodes: &[(&str, &[&str], When)]) -> RunMachine {
+    let plain: Vec<(&str, &[&str])> = nodes.iter().map(|&(id, needs, _)| (id, needs)).collect();
+    let rules = nodes.iter().map(|&(_, _, w)| w).collect();
+    RunMachine::with_rules(dag(&plain), Vec::new(), rules)
 }
 
 fn idx(m: &RunMachine, id: &str) -> NodeIdx {
@@ -450,4 +458,231 @@ fn missing_policies_fall_back_to_the_default() {
         NodeState::Failure,
         "default policy never retries a failure"
     );
+}
+
+#[test]
+fn any_failure_runs_after_a_failure_and_the_run_still_fails() {
+    let mut m = ruled(&[
+        ("build", &[], When::AllSuccess),
+        ("deploy", &["build"], When::AllSuccess),
+        ("notify", &["build"], When::AnyFailure),
+    ]);
+    let fx = run(&mut m, "build", Outcome::exited(1));
+    assert_eq!(
+        fx,
+        [
+            Effect::Node(0, NodeState::Failure),
+            Effect::Node(1, NodeState::Skipped),
+            Effect::Node(2, NodeState::Ready),
+        ]
+    );
+    let fx = run(&mut m, "notify", Outcome::exited(0));
+    assert_eq!(fx.last(), Some(&Effect::Run(RunState::Failure)));
+    assert_eq!(state(&m, "deploy"), NodeState::Skipped);
+}
+
+#[test]
+fn any_failure_counts_errors_but_not_skips() {
+    let mut m = ruled(&[
+        ("a", &[], When::AllSuccess),
+        ("b", &["a"], When::AllSuccess),
+        ("on_b", &["b"], When::AnyFailure),
+        ("x", &[], When::AllSuccess),
+        ("on_x", &["x"], When::AnyFailure),
+    ]);
+    run(&mut m, "a", Outcome::exited(1));
+    assert_eq!(state(&m, "b"), NodeState::Skipped);
+    assert_eq!(
+        state(&m, "on_b"),
+        NodeState::Skipped,
+        "a skipped need is not a failure"
+    );
+    run(&mut m, "x", Outcome::error(Reason::Setup));
+    assert_eq!(state(&m, "on_x"), NodeState::Ready, "an error is");
+}
+
+#[test]
+fn any_failure_is_skipped_when_every_need_succeeds() {
+    let mut m = ruled(&[
+        ("a", &[], When::AllSuccess),
+        ("b", &[], When::AllSuccess),
+        ("cleanup", &["a", "b"], When::AnyFailure),
+    ]);
+    run(&mut m, "a", Outcome::exited(0));
+    assert_eq!(state(&m, "cleanup"), NodeState::Waiting, "b may still fail");
+    let fx = run(&mut m, "b", Outcome::exited(0));
+    assert_eq!(
+        fx,
+        [
+            Effect::Node(1, NodeState::Success),
+            Effect::Node(2, NodeState::Skipped),
+            Effect::Run(RunState::Success),
+        ]
+    );
+}
+
+#[test]
+fn all_done_waits_for_every_need_then_runs_whatever_they_did() {
+    let mut m = ruled(&[
+        ("a", &[], When::AllSuccess),
+        ("b", &[], When::AllSuccess),
+        ("report", &["a", "b"], When::AllDone),
+    ]);
+    run(&mut m, "a", Outcome::exited(1));
+    assert_eq!(state(&m, "report"), NodeState::Waiting, "b has not ended");
+    run(&mut m, "b", Outcome::exited(0));
+    assert_eq!(ready_ids(&m), ["report"]);
+    let fx = run(&mut m, "report", Outcome::exited(0));
+    assert_eq!(fx.last(), Some(&Effect::Run(RunState::Failure)));
+}
+
+#[test]
+fn any_success_fires_on_the_first_success_and_the_run_waits_for_the_rest() {
+    let mut m = ruled(&[
+        ("mirror1", &[], When::AllSuccess),
+        ("mirror2", &[], When::AllSuccess),
+        ("fetch", &["mirror1", "mirror2"], When::AnySuccess),
+    ]);
+    let slow = claim_start(&mut m, "mirror1");
+    run(&mut m, "mirror2", Outcome::exited(0));
+    assert_eq!(ready_ids(&m), ["fetch"], "fetch does not wait for mirror1");
+    run(&mut m, "fetch", Outcome::exited(0));
+    assert_eq!(state(&m, "fetch"), NodeState::Success);
+    assert!(!m.run_state().is_terminal(), "mirror1 still runs");
+    let fx = apply(&mut m, Event::End(0, slow, Outcome::exited(1)));
+    assert_eq!(
+        fx,
+        [
+            Effect::Node(0, NodeState::Failure),
+            Effect::Run(RunState::Failure)
+        ],
+        "a late end changes nothing below a node that already ran"
+    );
+}
+
+#[test]
+fn any_success_is_skipped_when_every_need_fails() {
+    let mut m = ruled(&[
+        ("mirror1", &[], When::AllSuccess),
+        ("mirror2", &[], When::AllSuccess),
+        ("fetch", &["mirror1", "mirror2"], When::AnySuccess),
+        ("after", &["fetch"], When::AllSuccess),
+    ]);
+    run(&mut m, "mirror1", Outcome::exited(1));
+    assert_eq!(
+        state(&m, "fetch"),
+        NodeState::Waiting,
+        "mirror2 may succeed"
+    );
+    run(&mut m, "mirror2", Outcome::error(Reason::Timeout));
+    assert_eq!(state(&m, "fetch"), NodeState::Skipped);
+    assert_eq!(state(&m, "after"), NodeState::Skipped);
+    assert_eq!(m.run_state(), RunState::Failure);
+}
+
+#[test]
+fn skips_propagate_down_a_chain_into_an_all_done_node() {
+    let mut m = ruled(&[
+        ("a", &[], When::AllSuccess),
+        ("b", &["a"], When::AllSuccess),
+        ("c", &["b"], When::AllSuccess),
+        ("report", &["c"], When::AllDone),
+        ("after", &["report"], When::AllSuccess),
+    ]);
+    let fx = run(&mut m, "a", Outcome::exited(1));
+    assert_eq!(
+        fx,
+        [
+            Effect::Node(0, NodeState::Failure),
+            Effect::Node(1, NodeState::Skipped),
+            Effect::Node(2, NodeState::Skipped),
+            Effect::Node(3, NodeState::Ready),
+        ]
+    );
+    run(&mut m, "report", Outcome::exited(0));
+    assert_eq!(
+        ready_ids(&m),
+        ["after"],
+        "all_done's success releases below"
+    );
+    run(&mut m, "after", Outcome::exited(0));
+    assert_eq!(m.run_state(), RunState::Failure);
+}
+
+#[test]
+fn skipped_nodes_do_not_count_in_the_run_result() {
+    let mut m = ruled(&[
+        ("a", &[], When::AllSuccess),
+        ("on_fail", &["a"], When::AnyFailure),
+    ]);
+    run(&mut m, "a", Outcome::exited(0));
+    assert_eq!(state(&m, "on_fail"), NodeState::Skipped);
+    assert_eq!(m.run_state(), RunState::Success);
+}
+
+#[test]
+fn cancel_ends_clean_up_nodes_too() {
+    let mut m = ruled(&[
+        ("a", &[], When::AllSuccess),
+        ("cleanup", &["a"], When::AnyFailure),
+        ("report", &["a"], When::AllDone),
+    ]);
+    let a = claim_start(&mut m, "a");
+    apply(&mut m, Event::Cancel);
+    assert_eq!(state(&m, "cleanup"), NodeState::Canceled);
+    assert_eq!(state(&m, "report"), NodeState::Canceled);
+    apply(
+        &mut m,
+        Event::End(0, a, Outcome::canceled(Reason::Canceled)),
+    );
+    assert_eq!(m.run_state(), RunState::Canceled);
+}
+
+#[test]
+fn rerun_keeps_successes_and_gates_the_rest_on_them() {
+    let d = dag(&[
+        ("ok", &[]),
+        ("bad", &[]),
+        ("either", &["ok", "bad"]),
+        ("both", &["ok", "bad"]),
+        ("on_ok", &["ok"]),
+        ("after", &["on_ok"]),
+        ("report", &["after"]),
+    ]);
+    let rules = vec![
+        When::AllSuccess,
+        When::AllSuccess,
+        When::AnySuccess,
+        When::AllSuccess,
+        When::AnyFailure,
+        When::AllSuccess,
+        When::AllDone,
+    ];
+    let mut m = RunMachine::rerun(d, Vec::new(), rules, &[true]);
+    use NodeState::*;
+    assert_eq!(
+        m.node_states(),
+        [Success, Ready, Ready, Waiting, Skipped, Skipped, Ready],
+        "a kept success counts as one for `either` and can never be a failure for `on_ok`"
+    );
+    assert_eq!(m.attempts(0), 0, "a kept node never runs");
+    run(&mut m, "bad", Outcome::exited(0));
+    assert_eq!(state(&m, "both"), Ready);
+    for id in ["either", "both", "report"] {
+        run(&mut m, id, Outcome::exited(0));
+    }
+    assert_eq!(m.run_state(), RunState::Success);
+}
+
+#[test]
+fn rerun_with_nothing_left_to_run_is_over_at_once() {
+    let d = dag(&[("a", &[]), ("on_fail", &["a"])]);
+    let m = RunMachine::rerun(
+        d,
+        Vec::new(),
+        vec![When::AllSuccess, When::AnyFailure],
+        &[true],
+    );
+    assert_eq!(m.node_states(), [NodeState::Success, NodeState::Skipped]);
+    assert_eq!(m.run_state(), RunState::Success);
 }

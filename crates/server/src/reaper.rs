@@ -136,8 +136,9 @@ async fn expire(state: &AppState) -> Option<i64> {
             if !expired.runs.is_empty() || !expired.nodes.is_empty() {
                 state.wake().run_changed();
             }
-            if expired.canceling {
-                // Agents holding attempts of a stopped run learn of it through held claims.
+            if expired.canceling || expired.woke {
+                // Agents holding attempts of a stopped run learn of it through held claims,
+                // and so do agents that can take a node a trigger rule just readied.
                 state.wake().work_changed();
             }
             expired.next_due

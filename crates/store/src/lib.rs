@@ -27,8 +27,8 @@ pub use types::*;
 use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
-    RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
-    WorkflowVersionDoc,
+    ResourceDoc, RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary,
+    WorkflowVersion, WorkflowVersionDoc,
 };
 use baton_core::{Outcome, Workflow};
 
@@ -121,6 +121,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every agent not deregistered, plus those that left in the last hour.
     async fn list_agents(&self, lease_ms: u64) -> Result<Vec<AgentDoc>>;
 
+    /// Every resource a live attempt holds or a claimable ready node names, by name, with
+    /// its holders (oldest first) and waiters (in the order claims would hand them out).
+    async fn resources(&self) -> Result<Vec<ResourceDoc>>;
+
     /// Hands the agent up to `max` ready nodes it can run, each as a new attempt leased for
     /// `lease_ms`; also names its attempts whose run is being canceled.
     async fn claim(&self, agent_id: &str, max: u32, lease_ms: u64) -> Result<Claimed>;
@@ -139,13 +143,30 @@ pub trait Store: Send + Sync + 'static {
     /// Records how an attempt ended (a compare-and-set on attempt and fence) and moves the
     /// node, its downstream and its run on. Repeating the same report returns the stored
     /// outcome; any other write about a finished or foreign attempt is `Stale`.
+    ///
+    /// A report with no outputs: see [`report_attempt`](Store::report_attempt).
     async fn report(
         &self,
         agent_id: &str,
         attempt: AttemptRef,
         outcome: Outcome,
         message: Option<&str>,
-    ) -> Result<Reported>;
+    ) -> Result<Reported> {
+        let report = AttemptReport {
+            attempt_id: attempt.attempt_id,
+            fence: attempt.fence,
+            outcome,
+            message: message.map(str::to_owned),
+            outputs: Default::default(),
+        };
+        self.report_attempt(agent_id, &report).await
+    }
+
+    /// [`report`](Store::report), keeping the attempt's outputs (already checked by the
+    /// caller against [`baton_core::check_outputs`]) when the report ends it; a repeated
+    /// report keeps the outputs stored first. Nodes that need the attempt's node get them
+    /// as inputs when claimed.
+    async fn report_attempt(&self, agent_id: &str, report: &AttemptReport) -> Result<Reported>;
 
     /// Records how several attempts of the agent ended, as [`report`](Store::report) does
     /// for each, then hands the agent up to `want` ready nodes as [`claim`](Store::claim)

@@ -23,23 +23,31 @@
 
 mod attempts;
 mod batch;
+mod concurrency;
 mod deadlines;
+mod outputs;
 mod postgres;
 mod race;
 mod replay;
 mod rerun;
+mod resources;
 mod scheduling;
 mod service;
+mod triggers;
 
 pub use attempts::*;
 pub use batch::*;
+pub use concurrency::*;
 pub use deadlines::*;
+pub use outputs::*;
 pub use postgres::*;
 pub use race::*;
 pub use replay::*;
 pub use rerun::*;
+pub use resources::*;
 pub use scheduling::*;
 pub use service::*;
+pub use triggers::*;
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -152,8 +160,40 @@ macro_rules! conformance_tests {
             report_batch_hands_out_what_it_made_ready,
             report_batch_answers_each_report,
             report_batch_wakes_for_nodes_it_cannot_take,
+            outputs_reach_the_nodes_that_need_them,
+            a_retried_attempt_s_outputs_replace_the_first,
+            a_rerun_hands_kept_outputs_to_what_runs_again,
+            runs_without_outputs_have_no_inputs,
             thirty_two_claimers_take_ten_thousand_nodes_once,
             claims_reports_and_reaps_at_once_succeed_each_node_once,
+            concurrency_queue_admits_the_oldest_when_a_place_frees,
+            concurrency_cancel_new_cancels_the_new_run_at_once,
+            concurrency_cancel_running_stops_the_oldest_then_starts,
+            concurrency_admits_when_runs_end_by_reap_or_deadlines,
+            concurrency_queued_and_canceled_runs,
+            concurrency_reruns_wait_for_a_place,
+            concurrency_concurrent_creates_keep_the_limit,
+            concurrency_random_histories_keep_the_limit,
+            concurrency_deadline_pass_moves_stalled_queues,
+            run_priority_is_kept_and_shown,
+            counted_resource_admits_that_many_holders,
+            disagreeing_counts_keep_every_holder_within_its_own,
+            resources_are_released_on_report_reap_and_cancel,
+            resource_waiters_get_it_in_ready_order,
+            claims_take_the_highest_priority_first,
+            equal_priority_claims_go_in_ready_order,
+            backing_off_nodes_wait_whatever_their_priority,
+            resources_list_holders_and_waiters,
+            concurrent_claims_never_overfill_a_resource,
+            all_success_skips_and_any_failure_runs_after_a_failure,
+            any_failure_counts_errors_but_not_skips,
+            any_failure_is_skipped_when_every_need_succeeds,
+            all_done_runs_once_every_need_ended,
+            any_success_fires_on_the_first_success_and_the_run_waits,
+            any_success_is_skipped_when_every_need_fails,
+            skips_propagate_down_a_chain_into_an_all_done_node,
+            queue_timeout_error_readies_any_failure_nodes,
+            retry_of_a_run_with_rules_gates_on_kept_nodes,
         );
     };
     (@cases $skipped:literal, $factory:expr; $($case:ident),+ $(,)?) => {

@@ -74,7 +74,8 @@ pub struct Reported {
     pub outcome: Outcome,
     /// True when this report was a repeat and changed nothing.
     pub duplicate: bool,
-    /// True when nodes became claimable now (wake waiting agents).
+    /// True when nodes became claimable now, or a resource was released (nodes waiting
+    /// for it may be claimable): wake waiting agents.
     pub woke: bool,
 }
 
@@ -86,8 +87,8 @@ pub struct BatchReported {
     pub reports: Vec<Option<Reported>>,
     /// Attempts handed out for the slots the reports freed.
     pub assignments: Vec<Assignment>,
-    /// True when nodes the reports made claimable now are still ready after the claim:
-    /// other agents should look.
+    /// True when nodes the reports made claimable now are still ready after the claim, or
+    /// a resource was released: other agents should look.
     pub woke: bool,
 }
 
@@ -96,7 +97,7 @@ pub struct BatchReported {
 pub struct Reaped {
     /// Attempts ended as lost.
     pub lost: Vec<i64>,
-    /// True when nodes became claimable now.
+    /// True when nodes became claimable now, or a resource was released.
     pub woke: bool,
     /// When the next lease expires, if any attempt is leased (epoch ms).
     pub next_expiry: Option<i64>,
@@ -124,6 +125,9 @@ pub struct Expired {
     /// True when agents hold attempts of a stopped run: held claims must look again to
     /// learn of it.
     pub canceling: bool,
+    /// True when a node ended here made a node below it claimable (a trigger rule such as
+    /// `any_failure` or `all_done` was met): held claims must look again.
+    pub woke: bool,
     /// When the next deadline falls due (epoch ms), if any.
     pub next_due: Option<i64>,
 }

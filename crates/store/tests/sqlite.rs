@@ -184,3 +184,40 @@ async fn log_past_the_cap_is_cut_once_with_a_marker() {
         .await
         .expect("the attempt is unaffected");
 }
+
+#[tokio::test]
+async fn claim_queries_use_their_indexes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("baton.db");
+    drop(SqliteStore::open(&SqliteOptions::new(&path)).expect("open"));
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let plan = |sql: &str| -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("plan rows");
+        rows.map(|r| r.expect("plan row"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    // Every claim walks ready nodes in (priority, ready order) with keyset pagination: the
+    // index must give them in that order (no sort), from the key on, and reach the run by
+    // its key; a resource's holds are read by the key's prefix.
+    let walk = plan(
+        "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, n.attempts, r.version_id \
+         FROM nodes n JOIN runs r ON r.id = n.run_id \
+         WHERE n.req_id = 1 AND n.status = 'ready' \
+           AND (n.prio_key, n.ready_at, n.id) > (-5, 10, 3) \
+         ORDER BY n.prio_key, n.ready_at, n.id LIMIT 20",
+    );
+    assert!(
+        walk.contains("SEARCH n USING INDEX nodes_ready (req_id=? AND (prio_key,ready_at,id)>(?,?,?))"),
+        "{walk}"
+    );
+    assert!(walk.contains("SEARCH r USING INDEX sqlite_autoindex_runs_1 (id=?)"), "{walk}");
+    assert!(!walk.contains("TEMP B-TREE"), "{walk}");
+    let holds = plan("SELECT COUNT(*), MIN(capacity) FROM resource_holds WHERE resource = 'db'");
+    assert!(holds.contains("USING PRIMARY KEY (resource=?)") || holds.contains("sqlite_autoindex_resource_holds_1 (resource=?)"), "{holds}");
+}

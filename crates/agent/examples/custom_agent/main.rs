@@ -12,6 +12,9 @@
 //!   hash:
 //!     uses: checksum
 //!     with: {text: hello}
+//!   show:
+//!     needs: [hash]
+//!     run: echo "$BATON_HASH_SHA256"
 //! ```
 //!
 //! and runs until Ctrl-C, then drains like `baton agent`.

@@ -12,7 +12,8 @@ use super::tree::{Node, Value};
 /// Largest `count` of a resource and `limit` of `concurrency`.
 pub(crate) const MAX_COUNT: i64 = 10_000;
 /// Bounds of `priority`.
-pub(crate) const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = -1_000_000..=1_000_000;
+pub(crate) const PRIORITY_RANGE: std::ops::RangeInclusive<i64> =
+    *crate::PRIORITY_RANGE.start() as i64..=*crate::PRIORITY_RANGE.end() as i64;
 
 /// Keys of `concurrency:`.
 const CONCURRENCY_KEYS: &[&str] = &["limit", "on_conflict"];

@@ -7,11 +7,11 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use baton_api::{
-    AppendLogs, AttemptRef, ClaimRequest, ClaimResponse, Heartbeat, HeartbeatResponse,
-    RegisterAgent, Registered, Report, ReportBatch, ReportBatchResponse, ReportResponse,
-    ReportResult, StartAttempt,
+    AppendLogs, AttemptRef, AttemptReport, ClaimRequest, ClaimResponse, Heartbeat,
+    HeartbeatResponse, RegisterAgent, Registered, Report, ReportBatch, ReportBatchResponse,
+    ReportResponse, ReportResult, StartAttempt,
 };
-use baton_core::AttemptState;
+use baton_core::{AttemptState, Outputs};
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -149,14 +149,15 @@ pub(crate) async fn report(
             body.outcome.state.as_str()
         )));
     }
-    let attempt = AttemptRef {
+    check_outputs(attempt_id, &body.outputs)?;
+    let report = AttemptReport {
         attempt_id,
         fence: body.fence,
+        outcome: body.outcome,
+        message: body.message,
+        outputs: body.outputs,
     };
-    let reported = state
-        .store()
-        .report(&agent.id, attempt, body.outcome, body.message.as_deref())
-        .await?;
+    let reported = state.store().report_attempt(&agent.id, &report).await?;
     if !reported.duplicate {
         state.wake().run_changed();
         // An ending other than success may have scheduled a retry after a back-off, which
@@ -192,6 +193,9 @@ pub(crate) async fn report_batch(
             r.attempt_id
         )));
     }
+    for r in &body.reports {
+        check_outputs(r.attempt_id, &r.outputs)?;
+    }
     // Only the reported attempts' slots are known to be free.
     let want = body
         .want
@@ -222,6 +226,12 @@ pub(crate) async fn report_batch(
         results,
         assignments: done.assignments,
     }))
+}
+
+/// Refuses outputs the agent should have refused itself: the server never trusts one.
+fn check_outputs(attempt_id: i64, outputs: &Outputs) -> Result<(), ApiError> {
+    baton_core::check_outputs(outputs)
+        .map_err(|e| ApiError::bad_request(format!("outputs of attempt {attempt_id} refused: {e}")))
 }
 
 pub(crate) async fn logs(

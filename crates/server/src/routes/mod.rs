@@ -4,6 +4,7 @@ mod agent_protocol;
 mod agents;
 mod artifacts;
 mod health;
+mod resources;
 mod runs;
 mod workflows;
 
@@ -21,6 +22,9 @@ use crate::error::ApiError;
 const WORKFLOW_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// Limit of a log chunk.
 const LOG_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// Limit of a report or a batch of them: their outputs (at most 64 KiB each) may need up to
+/// six bytes of JSON per byte; agents batch no more outputs than fit.
+const REPORT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// Limit of every other JSON body.
 const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
@@ -49,12 +53,19 @@ pub fn router(state: AppState) -> Router {
             get(artifacts::download),
         )
         .route("/agents", get(agents::list))
+        .route("/resources", get(resources::list))
         .route("/agent/register", post(agent_protocol::register))
         .route("/agent/claim", post(agent_protocol::claim))
         .route("/agent/heartbeat", post(agent_protocol::heartbeat))
         .route("/agent/attempts/{id}/start", post(agent_protocol::start))
-        .route("/agent/attempts/{id}/report", post(agent_protocol::report))
-        .route("/agent/reports", post(agent_protocol::report_batch))
+        .route(
+            "/agent/attempts/{id}/report",
+            post(agent_protocol::report).layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT)),
+        )
+        .route(
+            "/agent/reports",
+            post(agent_protocol::report_batch).layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT)),
+        )
         .route(
             "/agent/attempts/{id}/logs",
             post(agent_protocol::logs).layer(DefaultBodyLimit::max(LOG_BODY_LIMIT)),

@@ -27,10 +27,11 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     Json(body): Json<CreateRun>,
 ) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
+    body.check().map_err(ApiError::bad_request)?;
     let created = state.store().create_run(&body).await?;
     state.wake().work_changed();
     state.wake().run_changed();
-    tracing::info!(run = %created.run.id, workflow = %created.run.workflow, version = created.run.version, "run created");
+    tracing::info!(run = %created.run.id, workflow = %created.run.workflow, version = created.run.version, status = %created.run.status, "run created");
     Ok((StatusCode::CREATED, Json(created.run)))
 }
 

@@ -25,6 +25,7 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::GET, "/api/v1/runs/r/artifacts", None),
         (Method::GET, "/api/v1/runs/r/artifacts/n/1/f", None),
         (Method::GET, "/api/v1/agents", None),
+        (Method::GET, "/api/v1/resources", None),
     ]
 }
 

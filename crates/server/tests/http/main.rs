@@ -4,7 +4,9 @@
 mod agent_protocol;
 mod artifacts;
 mod auth;
+mod outputs;
 mod rerun;
+mod resources;
 mod runs;
 mod server;
 mod support;

@@ -37,3 +37,7 @@ ALTER TABLE attempts ADD COLUMN outputs TEXT;
 -- transaction-scoped advisory lock instead of on the old single-holder key.
 ALTER TABLE resource_holds DROP CONSTRAINT resource_holds_pkey;
 ALTER TABLE resource_holds ADD PRIMARY KEY (resource, attempt_id);
+-- The count the holder's node declared (1: exclusive). A claim is admitted only while the
+-- holders stay within every holder's count and its own, so a node that asked for the
+-- resource alone keeps it alone whatever later nodes declare.
+ALTER TABLE resource_holds ADD COLUMN capacity BIGINT NOT NULL DEFAULT 1;

@@ -39,6 +39,10 @@ ALTER TABLE resource_holds RENAME TO resource_holds_v2;
 CREATE TABLE resource_holds (
     resource    TEXT NOT NULL,
     attempt_id  INTEGER NOT NULL REFERENCES attempts (id),
+    -- The count the holder's node declared (1: exclusive). A claim is admitted only while
+    -- the holders stay within every holder's count and its own, so a node that asked for
+    -- the resource alone keeps it alone whatever later nodes declare.
+    capacity    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (resource, attempt_id)
 );
 INSERT INTO resource_holds (resource, attempt_id)

@@ -10,7 +10,7 @@ use baton_api::AttemptReport;
 use super::attempts::{self, Locked, touch_agent};
 use super::claim::take_ready;
 use super::db::Db;
-use super::report::report_locked;
+use super::outputs;
 use crate::{BatchReported, Result, StoreError};
 
 /// Records each report, then hands the agent up to `want` ready nodes.
@@ -50,7 +50,7 @@ pub(crate) async fn report_batch(
             out.reports.push(None);
             continue;
         };
-        match report_locked(db, mine, r.outcome, r.message.as_deref()).await {
+        match outputs::report_locked(db, mine, r).await {
             Ok(reported) => out.reports.push(Some(reported)),
             Err(StoreError::Stale(_)) => out.reports.push(None),
             Err(e) => return Err(e),

@@ -1,8 +1,11 @@
 //! Handing ready nodes to an agent, safely beside other claims on other connections and
 //! other replicas.
 //!
-//! Candidates come from the `(req_id, ready_at, id)` index, one walk per requirement the
-//! agent meets, merged oldest first (a `LATERAL` join), with no lock. Each is then taken
+//! Candidates come from the `(req_id, prio_key, ready_at, id)` index, one walk per
+//! requirement the agent meets, merged in claim order (highest priority, then longest
+//! ready; a `LATERAL` join), with no lock. Backing-off nodes come along and are skipped
+//! here, the earliest telling a waiting claim when to look again. A node that names
+//! resources must find room in them first (see [`super::resources`]). Each is then taken
 //! under its run's lock: the run row carries the node counters, so every writer that moves
 //! nodes of a run holds it, and two claims of one run take turns. The take itself is one
 //! statement that moves the node only if it is still ready (`WHERE status = 'ready'`) and
@@ -15,7 +18,9 @@ use baton_core::NodeState;
 
 use super::attempts::{canceling, lease_until, touch_agent};
 use super::db::{Db, RowExt};
-use crate::{Claimed, Result, StoreError};
+use super::outputs;
+use super::resources::{self, Claiming};
+use crate::{Claimed, Result};
 
 /// A ready node as the index gives it.
 #[derive(Debug, Clone)]
@@ -23,7 +28,10 @@ struct Ready {
     id: i64,
     run_id: String,
     idx: u32,
+    prio_key: i64,
     ready_at: i64,
+    /// The run's workflow version, so a node that must wait takes no run lock.
+    version_id: String,
 }
 
 /// Hands the agent up to `max` ready nodes it can run.
@@ -44,7 +52,7 @@ pub(crate) async fn claim(
     let taken = take_ready(db, agent_id, max, lease_ms).await?;
     out.assignments = taken.assignments;
     if out.assignments.len() < max as usize {
-        out.next_ready_at = next_ready_at(db, &taken.reqs).await?;
+        out.next_ready_at = taken.next_ready_at;
     }
     Ok(out)
 }
@@ -53,12 +61,13 @@ pub(crate) async fn claim(
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
     pub(crate) assignments: Vec<Assignment>,
-    /// The requirements the agent meets.
-    reqs: Vec<i64>,
+    /// When the earliest backing-off node the agent could run becomes claimable; known
+    /// only when the walk went to the end (fewer than `max` taken).
+    next_ready_at: Option<i64>,
 }
 
-/// Opens attempts for the agent on up to `max` ready nodes it can run, oldest first; the
-/// agent must be known to be registered.
+/// Opens attempts for the agent on up to `max` ready nodes it can run, highest priority
+/// then oldest first; the agent must be known to be registered.
 pub(crate) async fn take_ready(
     db: &mut Db<'_>,
     agent_id: &str,
@@ -75,16 +84,22 @@ pub(crate) async fn take_ready(
     }
     let until = lease_until(db, lease_ms);
     let batch = i64::from(max.min(256)) + 4;
-    let mut after = (i64::MIN, i64::MIN);
+    let mut after = (i64::MIN, i64::MIN, i64::MIN);
     let mut touched: Vec<String> = Vec::new();
+    let mut claiming = Claiming::default();
     'pages: while out.assignments.len() < max as usize {
         let page = candidates(db, &reqs, after, batch).await?;
         for node in &page {
             if out.assignments.len() >= max as usize {
                 break 'pages;
             }
-            after = (node.ready_at, node.id);
-            if let Some(a) = take(db, agent_id, node, until).await? {
+            after = (node.prio_key, node.ready_at, node.id);
+            if node.ready_at > db.now {
+                let at = node.ready_at;
+                out.next_ready_at = Some(out.next_ready_at.map_or(at, |t| t.min(at)));
+                continue;
+            }
+            if let Some(a) = take(db, &mut claiming, agent_id, node, until).await? {
                 out.assignments.push(a);
                 db.mark_taken(node.id);
                 if !touched.contains(&node.run_id) {
@@ -96,31 +111,36 @@ pub(crate) async fn take_ready(
             break;
         }
     }
+    if claiming.contended {
+        // The resource another claim was taking may have room left once it commits.
+        db.mark_work();
+    }
     let now = db.now;
     for run_id in &touched {
         db.lock_run(run_id).await?.settle(now);
     }
-    out.reqs = reqs;
     Ok(out)
 }
 
-/// The next page of claimable nodes of these requirements after `after`, oldest first.
+/// The next page of ready nodes of these requirements after `after`, in claim order.
 async fn candidates(
     db: &Db<'_>,
     reqs: &[i64],
-    after: (i64, i64),
+    after: (i64, i64, i64),
     batch: i64,
 ) -> Result<Vec<Ready>> {
     db.query(
         "finding ready nodes",
-        "SELECT n.id, n.run_id, n.idx, n.ready_at FROM unnest($1::bigint[]) AS q(req) \
+        "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, r.version_id \
+         FROM unnest($1::bigint[]) AS q(req) \
          CROSS JOIN LATERAL ( \
-           SELECT id, run_id, idx, ready_at FROM nodes \
-           WHERE req_id = q.req AND status = 'ready' AND ready_at <= $2 \
-             AND (ready_at, id) > ($3, $4) \
-           ORDER BY ready_at, id LIMIT $5) AS n \
-         ORDER BY n.ready_at, n.id LIMIT $5",
-        &[&reqs, &db.now, &after.0, &after.1, &batch],
+           SELECT id, run_id, idx, prio_key, ready_at FROM nodes \
+           WHERE req_id = q.req AND status = 'ready' \
+             AND (prio_key, ready_at, id) > ($2, $3, $4) \
+           ORDER BY prio_key, ready_at, id LIMIT $5) AS n \
+         JOIN runs r ON r.id = n.run_id \
+         ORDER BY n.prio_key, n.ready_at, n.id LIMIT $5",
+        &[&reqs, &after.0, &after.1, &after.2, &batch],
     )
     .await?
     .iter()
@@ -129,28 +149,29 @@ async fn candidates(
             id: r.at(0)?,
             run_id: r.at(1)?,
             idx: r.u32_at(2)?,
-            ready_at: r.at(3)?,
+            prio_key: r.at(3)?,
+            ready_at: r.at(4)?,
+            version_id: r.at(5)?,
         })
     })
     .collect()
 }
 
-/// Opens an attempt of `node` for the agent, unless it is no longer ready, its run is
-/// locked out of order, or a resource it names is held.
+/// Opens an attempt of `node` for the agent, unless a resource it names has no room, its
+/// run is locked out of order, or it is no longer ready.
 async fn take(
     db: &mut Db<'_>,
+    claiming: &mut Claiming,
     agent_id: &str,
     node: &Ready,
     until: i64,
 ) -> Result<Option<Assignment>> {
-    let Some(run) = db.try_lock_run(&node.run_id).await? else {
-        return Ok(None);
-    };
-    let version_id = run.version_id.clone();
-    let compiled = db.cache.version(db, &version_id).await?;
+    let compiled = db.cache.version(db, &node.version_id).await?;
     let spec = compiled.node(node.idx)?;
-    let resource_names: Vec<&str> = spec.resources.iter().map(|r| r.name.as_str()).collect();
-    if !spec.resources.is_empty() && !resources_free(db, &resource_names).await? {
+    if !spec.resources.is_empty() && !resources::admit(db, claiming, &spec.resources).await? {
+        return Ok(None);
+    }
+    if db.try_lock_run(&node.run_id).await?.is_none() {
         return Ok(None);
     }
     let fence = rand::random::<i64>();
@@ -177,27 +198,17 @@ async fn take(
     let attempt_id: i64 = row.at(0)?;
     let number = row.u32_at(1)?;
     if !spec.resources.is_empty() {
-        let held = db
-            .execute(
-                "taking resources",
-                "INSERT INTO resource_holds (resource, attempt_id) \
-                 SELECT r, $2 FROM unnest($1::text[]) AS r ON CONFLICT DO NOTHING",
-                &[&resource_names, &attempt_id],
-            )
-            .await?;
-        if held != spec.resources.len() as u64 {
-            // `resources_free` holds their advisory locks, so no other claim can have
-            // taken one since; refuse rather than share a resource.
-            return Err(StoreError::Conflict(format!(
-                "a resource of node {} of run {} was taken meanwhile",
-                spec.id, node.run_id
-            )));
-        }
+        resources::hold(db, claiming, &spec.resources, attempt_id).await?;
     }
-    db.lock_run(&node.run_id)
-        .await?
-        .counts
-        .shift(NodeState::Ready, NodeState::Pending, 1);
+    let run = db.lock_run(&node.run_id).await?;
+    run.counts.shift(NodeState::Ready, NodeState::Pending, 1);
+    let has_outputs = run.has_outputs;
+    // Most runs have no outputs: their claims look for no inputs.
+    let inputs = if has_outputs {
+        outputs::inputs(db, &node.run_id, &compiled, node.idx).await?
+    } else {
+        Default::default()
+    };
     Ok(Some(Assignment {
         attempt_id,
         fence,
@@ -209,53 +220,6 @@ async fn take(
         env: spec.env.clone(),
         timeout_ms: spec.timeout_ms,
         artifacts: spec.artifacts.clone(),
+        inputs,
     }))
-}
-
-/// Whether none of these resources is held, taking each one's advisory lock (until the
-/// transaction ends) so no other claim can take it meanwhile.
-///
-/// Nothing here waits: a resource another claim is taking right now fails its try-lock
-/// and counts as held, and a hold that is being released still shows until it commits.
-/// The holds are read after the locks are taken, so a claim that took one and committed
-/// just before is seen.
-async fn resources_free(db: &Db<'_>, resources: &[&str]) -> Result<bool> {
-    let locked: bool = db
-        .query_one(
-            "checking resources",
-            "SELECT COALESCE(bool_and( \
-               pg_try_advisory_xact_lock(hashtextextended('baton:resource:' || r, 0))), TRUE) \
-             FROM unnest($1::text[]) AS r",
-            &[&resources],
-        )
-        .await?
-        .at(0)?;
-    if !locked {
-        return Ok(false);
-    }
-    let held = db
-        .query_opt(
-            "checking resources",
-            "SELECT 1 FROM resource_holds WHERE resource = ANY($1) LIMIT 1",
-            &[&resources],
-        )
-        .await?;
-    Ok(held.is_none())
-}
-
-/// When the earliest backing-off node the agent could run becomes claimable.
-async fn next_ready_at(db: &Db<'_>, reqs: &[i64]) -> Result<Option<i64>> {
-    if reqs.is_empty() {
-        return Ok(None);
-    }
-    db.query_one(
-        "finding backing-off nodes",
-        "SELECT MIN(x.at) FROM unnest($1::bigint[]) AS q(req) \
-         CROSS JOIN LATERAL ( \
-           SELECT MIN(ready_at) AS at FROM nodes \
-           WHERE req_id = q.req AND status = 'ready' AND ready_at > $2) AS x",
-        &[&reqs, &db.now],
-    )
-    .await?
-    .at(0)
 }

@@ -4,7 +4,9 @@
 //! Lock order, which keeps writes free of deadlocks: an agent's row first (`touch_agent`),
 //! then run rows in ascending id order, then attempt rows in ascending id order; node rows
 //! are only ever changed under their run's lock. A run whose id is below one already held
-//! is only tried (`SKIP LOCKED`), never waited for.
+//! is only tried (`SKIP LOCKED`), never waited for. A workflow's concurrency lock (an
+//! advisory lock, see `concurrency`) comes after any run rows, workflows in name order;
+//! while holding one, a transaction only tries run locks, never waits for them.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -30,6 +32,9 @@ struct Held {
     /// `rev` when locked: every change of a run settles it, which bumps `rev`, so a run
     /// whose `rev` moved is written back with the commit.
     saved_rev: i64,
+    /// `rev` last written to the database: `saved_rev`, or later after
+    /// [`Db::flush_runs`].
+    written_rev: i64,
 }
 
 /// One call's view of the database.
@@ -48,9 +53,13 @@ pub(crate) struct Db<'a> {
     readied: Vec<i64>,
     /// Nodes this call handed out (row ids).
     taken: Vec<i64>,
+    /// A resource hold was released: ready nodes waiting for it may be claimable now.
+    freed: bool,
     /// Something other agents must look at happened (a retry was scheduled, a run was
     /// stopped with live attempts, a run was created).
     work: bool,
+    /// Workflows whose `cancel_running` must stop runs once this call committed.
+    preempt: Vec<String>,
 }
 
 impl<'a> Db<'a> {
@@ -71,7 +80,9 @@ impl<'a> Db<'a> {
             created: Vec::new(),
             readied: Vec::new(),
             taken: Vec::new(),
+            freed: false,
             work: false,
+            preempt: Vec::new(),
         }
     }
 
@@ -209,6 +220,7 @@ impl<'a> Db<'a> {
             row.id.clone(),
             Held {
                 saved_rev: row.rev,
+                written_rev: row.rev,
                 row,
             },
         );
@@ -230,10 +242,59 @@ impl<'a> Db<'a> {
     /// sent with the `COMMIT` so they cost no round trip of their own.
     pub(crate) fn save_sql(&self) -> Result<String> {
         let mut sql = String::new();
-        for held in self.runs.values().filter(|h| h.row.rev != h.saved_rev) {
+        for held in self.runs.values().filter(|h| h.row.rev != h.written_rev) {
             runs::push_save_sql(&mut sql, &held.row)?;
         }
         Ok(sql)
+    }
+
+    /// Writes back the runs this transaction changed now rather than with the commit, so
+    /// that its own statements count them as they are (a concurrency limit's census).
+    pub(crate) async fn flush_runs(&mut self) -> Result<()> {
+        let sql = self.save_sql()?;
+        if sql.is_empty() {
+            return Ok(());
+        }
+        self.client.batch_execute(&sql).await.ctx("saving runs")?;
+        for held in self.runs.values_mut() {
+            held.written_rev = held.row.rev;
+        }
+        Ok(())
+    }
+
+    /// Workflow and version of each run this call ended that held a place of its
+    /// workflow's concurrency limit ([`RunRow::vacated`]).
+    pub(crate) fn vacated(&self) -> Vec<(String, String)> {
+        self.runs
+            .values()
+            .filter(|h| h.row.vacated)
+            .map(|h| (h.row.workflow.clone(), h.row.version_id.clone()))
+            .collect()
+    }
+
+    /// The run with this id, locked, only if its lock is free (or already held): a
+    /// queued run is admitted under its workflow's advisory lock, which must never wait
+    /// for a row. `None` when another transaction holds it (or it is gone).
+    pub(crate) async fn lock_run_if_free(&mut self, id: &str) -> Result<Option<&mut RunRow>> {
+        if !self.runs.contains_key(id) {
+            match runs::lock(self, id, true).await? {
+                Some(row) => self.hold(row),
+                None => return Ok(None),
+            }
+        }
+        self.held_mut(id).map(Some)
+    }
+
+    /// Notes that `cancel_running` of `workflow` must stop runs once this call committed.
+    pub(crate) fn note_preempt(&mut self, workflow: &str) {
+        if !self.preempt.iter().any(|w| w == workflow) {
+            self.preempt.push(workflow.to_owned());
+        }
+    }
+
+    /// The workflows noted by [`note_preempt`](Self::note_preempt).
+    pub(crate) fn take_preempt(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.preempt)
     }
 
     /// Runs this transaction created or changed, for `baton_run` notifications.
@@ -266,9 +327,21 @@ impl<'a> Db<'a> {
         self.work = true;
     }
 
-    /// Whether nodes this call made claimable are still ready after its own claims.
+    /// Notes that a resource hold was released.
+    pub(crate) fn mark_freed(&mut self) {
+        self.freed = true;
+    }
+
+    /// Whether this call released a resource hold.
+    pub(crate) fn freed(&self) -> bool {
+        self.freed
+    }
+
+    /// Whether nodes this call made claimable are still ready after its own claims, or a
+    /// resource was released (which nodes wait for it is not known without reading them
+    /// all, so every waiting agent looks again).
     pub(crate) fn woke(&self) -> bool {
-        self.readied.iter().any(|id| !self.taken.contains(id))
+        self.freed || self.readied.iter().any(|id| !self.taken.contains(id))
     }
 
     /// Whether other replicas' waiting agents must look again when this commits.

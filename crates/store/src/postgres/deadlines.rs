@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use baton_core::{NodeState, Outcome, Reason};
 
 use super::db::{Db, RowExt};
-use super::report::skip_waiting;
+use super::downstream::node_ended;
 use super::run_doc::online_agents;
 use super::runs::stop;
 use crate::sqlite::attempts::AttemptRow;
@@ -78,7 +78,7 @@ pub(crate) async fn expire(db: &mut Db<'_>) -> Result<Expired> {
 
     let mut out = Expired::default();
     out.canceling = expire_runs(db, &due_runs, &mut out.runs).await?;
-    expire_nodes(db, &due_nodes, &mut out.nodes).await?;
+    expire_nodes(db, &due_nodes, &mut out.nodes, &mut out.woke).await?;
     let full = due_runs.len() as i64 == BATCH || due_nodes.len() as i64 == BATCH;
     out.next_due = if full { Some(now) } else { next_due(db).await? };
     Ok(out)
@@ -123,12 +123,13 @@ struct Overdue {
     queue_timeout_ms: i64,
 }
 
-/// Ends ready nodes nobody claimed in time as `error` (`no_agent`) and skips their
-/// downstream.
+/// Ends ready nodes nobody claimed in time as `error` (`no_agent`) and moves their
+/// downstream on by its trigger rules.
 async fn expire_nodes(
     db: &mut Db<'_>,
     due: &[Overdue],
     ended: &mut Vec<(String, String)>,
+    woke: &mut bool,
 ) -> Result<()> {
     if due.is_empty() {
         return Ok(());
@@ -168,21 +169,11 @@ async fn expire_nodes(
         if n == 0 {
             continue;
         }
-        let below: Vec<i64> = compiled
-            .dag
-            .descendants(node.idx)
-            .iter()
-            .map(|&i| i64::from(i))
-            .collect();
-        let skipped = if below.is_empty() {
-            0
-        } else {
-            skip_waiting(db, &node.run_id, &below).await?
-        };
-        let run = db.lock_run(&node.run_id).await?;
-        run.counts.shift(NodeState::Ready, NodeState::Error, 1);
-        run.counts
-            .shift(NodeState::Waiting, NodeState::Skipped, skipped);
+        db.lock_run(&node.run_id)
+            .await?
+            .counts
+            .shift(NodeState::Ready, NodeState::Error, 1);
+        *woke |= node_ended(db, &node.run_id, &compiled, node.idx, NodeState::Error).await?;
         ended.push((node.run_id.clone(), spec.id.clone()));
     }
     settle_all(db, due).await

@@ -25,14 +25,18 @@ mod attempts;
 mod batch;
 mod cache;
 mod claim;
+mod concurrency;
 mod db;
 mod deadlines;
+mod downstream;
 mod events;
 mod lead;
 mod logs;
 mod migrate;
+mod outputs;
 mod report;
 mod rerun;
+mod resources;
 mod run_doc;
 mod runs;
 mod tokens;
@@ -45,10 +49,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
-    RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
-    WorkflowVersionDoc,
+    ResourceDoc, RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary,
+    WorkflowVersion, WorkflowVersionDoc,
 };
-use baton_core::{Outcome, Workflow};
+use baton_core::Workflow;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::broadcast;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
@@ -342,7 +346,7 @@ impl PgStore {
     /// outcome, and whether the connection is clean to go back to the pool.
     async fn end<T>(
         &self,
-        db: Db<'_>,
+        mut db: Db<'_>,
         what: &'static str,
         mode: Mode,
         out: Result<T>,
@@ -350,6 +354,12 @@ impl PgStore {
         if mode == Mode::Plain {
             return (out, true);
         }
+        // Every write that ended a run holding a place of a limited workflow hands the
+        // place on before it commits, whichever use case it was.
+        let out = match out {
+            Ok(v) if mode == Mode::Write => concurrency::admit_vacated(&mut db).await.map(|()| v),
+            out => out,
+        };
         let end = match &out {
             Ok(_) => finish_sql(&db, mode),
             Err(_) => Ok(String::new()),
@@ -404,6 +414,39 @@ impl PgStore {
             None => db_now,
         };
         Ok((now, number(1)?))
+    }
+
+    /// After a run of a `cancel_running` workflow was created (and committed): stops the
+    /// runs in its way, each in a transaction of its own (see `concurrency`), and returns
+    /// the new run's document as it is now (admitted at once when none had live attempts).
+    /// A failure to stop them is left to the deadline pass's safety net: the run itself
+    /// was created.
+    async fn preempted(&self, mut created: RunCreated, workflows: &[String]) -> Result<RunCreated> {
+        if workflows.is_empty() {
+            return Ok(created);
+        }
+        for workflow in workflows {
+            if let Err(err) = self.preempt(workflow).await {
+                tracing::warn!(%workflow, error = %err, "stopping runs for a cancel_running run failed; the deadline pass retries");
+            }
+        }
+        let id = created.run.id.clone();
+        created.run = read_tx!(self, "reading a run", |db| run_doc::load(db, &id))?;
+        Ok(created)
+    }
+
+    /// Stops the runs `cancel_running` of `workflow` must stop now, each in its own
+    /// transaction (its row is that transaction's first lock).
+    async fn preempt(&self, workflow: &str) -> Result<()> {
+        let victims = read_tx!(self, "finding runs to stop", |db| concurrency::victims_of(
+            db, workflow
+        ))?;
+        for (id, message) in &victims {
+            write_tx!(self, "stopping a run for a newer one", |db| {
+                concurrency::preempt_run(db, id, message)
+            })?;
+        }
+        Ok(())
     }
 
     fn subscribe(&self) -> Option<broadcast::Receiver<StoreEvent>> {
@@ -536,12 +579,11 @@ impl Store for PgStore {
     }
 
     async fn create_run(&self, req: &CreateRun) -> Result<RunCreated> {
-        write_tx!(self, "creating a run", |db| runs::create(
-            db,
-            &req.workflow,
-            req.version,
-            req.priority
-        ))
+        let (created, preempt) = write_tx!(self, "creating a run", |db| async {
+            let created = runs::create(db, &req.workflow, req.version, req.priority).await?;
+            Ok::<_, StoreError>((created, db.take_preempt()))
+        })?;
+        self.preempted(created, &preempt).await
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunSummary>> {
@@ -561,23 +603,40 @@ impl Store for PgStore {
     }
 
     async fn retry_run(&self, id: &str, from: Option<&str>) -> Result<RunCreated> {
-        write_tx!(self, "retrying a run", |db| rerun::retry(db, id, from))
+        let (created, preempt) = write_tx!(self, "retrying a run", |db| async {
+            let created = rerun::retry(db, id, from).await?;
+            Ok::<_, StoreError>((created, db.take_preempt()))
+        })?;
+        self.preempted(created, &preempt).await
     }
 
     async fn expire_deadlines(&self) -> Result<Expired> {
         // Most passes find nothing due: a read answers them without locking anything.
-        let (next_due, now) = read_tx!(self, "finding the next deadline", |db| async {
-            Ok::<_, StoreError>((deadlines::next_due(db).await?, db.now))
+        // The same read finds queues the concurrency safety net must move.
+        let (next_due, now, stalled) = read_tx!(self, "finding the next deadline", |db| async {
+            Ok::<_, StoreError>((
+                deadlines::next_due(db).await?,
+                db.now,
+                concurrency::stalled(db).await?,
+            ))
         })?;
-        match next_due {
+        let mut expired = match next_due {
             Some(at) if at <= now => {
-                write_tx!(self, "enforcing deadlines", |db| deadlines::expire(db))
+                write_tx!(self, "enforcing deadlines", |db| deadlines::expire(db))?
             }
-            _ => Ok(Expired {
+            _ => Expired {
                 next_due,
                 ..Expired::default()
-            }),
+            },
+        };
+        for workflow in &stalled {
+            let admitted = write_tx!(self, "admitting queued runs", |db| concurrency::sweep(
+                db, workflow
+            ))?;
+            expired.woke |= admitted > 0;
+            self.preempt(workflow).await?;
         }
+        Ok(expired)
     }
 
     async fn logs(&self, run_id: &str, query: &LogQuery) -> Result<LogPage> {
@@ -598,6 +657,10 @@ impl Store for PgStore {
 
     async fn list_agents(&self, lease_ms: u64) -> Result<Vec<AgentDoc>> {
         read_tx!(self, "listing agents", |db| agents::list(db, lease_ms))
+    }
+
+    async fn resources(&self) -> Result<Vec<ResourceDoc>> {
+        read_tx!(self, "listing resources", |db| resources::list(db))
     }
 
     async fn claim(&self, agent_id: &str, max: u32, lease_ms: u64) -> Result<Claimed> {
@@ -623,15 +686,9 @@ impl Store for PgStore {
         ))
     }
 
-    async fn report(
-        &self,
-        agent_id: &str,
-        attempt: AttemptRef,
-        outcome: Outcome,
-        message: Option<&str>,
-    ) -> Result<Reported> {
-        write_tx!(self, "recording a report", |db| report::report(
-            db, agent_id, attempt, outcome, message
+    async fn report_attempt(&self, agent_id: &str, report: &AttemptReport) -> Result<Reported> {
+        write_tx!(self, "recording a report", |db| outputs::report(
+            db, agent_id, report
         ))
     }
 

@@ -5,11 +5,14 @@
 //! applies them to the rows around the node that changed, under the run's lock.
 
 use baton_api::AttemptRef;
-use baton_core::{AttemptDecision, NodeState, Outcome, Reason, RetryOn, decide_attempt_end};
+use baton_core::{
+    AttemptDecision, NodeState, Outcome, Reason, RetryOn, counts_as, decide_attempt_end,
+};
 
 use super::attempts::{Locked, lock_owned, locked_row, select_locked};
 use super::db::{Db, RowExt};
 use super::deadlines;
+use super::downstream;
 use crate::{Reaped, Reported, Result, StoreError};
 
 /// Most attempts one reaping pass ends, to keep the write short; the rest are left for
@@ -63,7 +66,7 @@ pub(crate) async fn report_locked(
         }
         return Err(StoreError::Stale(locked.attempt.id));
     }
-    let woke = end_attempt(db, locked, outcome, message).await?;
+    let woke = end_attempt(db, locked, outcome, message).await? || db.freed();
     locked.attempt.status = outcome.state;
     locked.attempt.reason = Some(outcome.reason);
     locked.attempt.exit_code = outcome.exit_code;
@@ -139,33 +142,23 @@ pub(crate) async fn reap(db: &mut Db<'_>) -> Result<Reaped> {
         .at(0)?;
     Ok(Reaped {
         lost,
-        woke,
+        woke: woke || db.freed(),
         next_expiry,
     })
 }
 
-/// Ends the attempt, moves its node to `to` and, with `children`, releases those (success)
-/// or skips those still waiting (`skip`): one statement. Returns the released children as
-/// (state, id) rows, or one row with the number skipped.
-const END_AND_RELEASE: &str = "WITH ended AS ( \
+/// Ends the attempt, moves its node to `to` and counts, for each child in `$12`, a need
+/// that ended counting `$13` bad and `$14` failed (see `baton_core::counts_as`): one
+/// statement. Returns the children's counters for `downstream::settle`.
+const END_AND_COUNT: &str = "WITH ended AS ( \
        UPDATE attempts SET status = $2, reason = $3, exit_code = $4, message = $5, \
          finished_at = $6, lease_until = NULL WHERE id = $1), \
      moved AS ( \
        UPDATE nodes SET status = $8, ready_at = $9, lost = $10 WHERE id = $7) \
-     UPDATE nodes SET remaining = remaining - 1, \
-       status = CASE WHEN remaining = 1 AND status = 'waiting' THEN 'ready' ELSE status END, \
-       ready_at = CASE WHEN remaining = 1 AND status = 'waiting' THEN $6 ELSE ready_at END \
+     UPDATE nodes SET remaining = remaining - 1, needs_bad = needs_bad + $13, \
+       needs_failed = needs_failed + $14 \
      WHERE run_id = $11 AND idx = ANY($12) \
-     RETURNING status, id";
-const END_AND_SKIP: &str = "WITH ended AS ( \
-       UPDATE attempts SET status = $2, reason = $3, exit_code = $4, message = $5, \
-         finished_at = $6, lease_until = NULL WHERE id = $1), \
-     moved AS ( \
-       UPDATE nodes SET status = $8, ready_at = $9, lost = $10 WHERE id = $7), \
-     skipped AS ( \
-       UPDATE nodes SET status = 'skipped' \
-       WHERE run_id = $11 AND status = 'waiting' AND idx = ANY($12) RETURNING 1) \
-     SELECT COUNT(*) FROM skipped";
+     RETURNING idx, id, status, remaining, needs_bad, needs_failed";
 
 /// Ends a live attempt and moves its node, downstream and run on; the run's and the
 /// attempt's locks are held. Returns true when some node became claimable right now.
@@ -185,12 +178,16 @@ pub(crate) async fn end_attempt(
     let compiled = db.cache.version(db, &version_id).await?;
     let spec = compiled.node(locked.idx)?;
     if !spec.resources.is_empty() {
-        db.execute(
-            "releasing resources",
-            "DELETE FROM resource_holds WHERE attempt_id = $1",
-            &[&attempt.id],
-        )
-        .await?;
+        let released = db
+            .execute(
+                "releasing resources",
+                "DELETE FROM resource_holds WHERE attempt_id = $1",
+                &[&attempt.id],
+            )
+            .await?;
+        if released > 0 {
+            db.mark_freed();
+        }
     }
     if !matches!(node_state, NodeState::Pending | NodeState::Running) {
         // A live attempt always has a live node; keep the attempt's end and touch nothing
@@ -223,23 +220,20 @@ pub(crate) async fn end_attempt(
         rand::random::<f64>(),
     );
     let lost = locked.lost + u32::from(RetryOn::of(&outcome) == Some(RetryOn::Lost));
-    let (to, ready_at, below, skip) = match decision {
+    let (to, ready_at, children) = match decision {
         AttemptDecision::Retry { delay_ms } => {
             let at = now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
-            (NodeState::Ready, Some(at), Vec::new(), false)
-        }
-        AttemptDecision::Finish(NodeState::Success) => {
-            let children = compiled.dag.children(locked.idx);
-            let children: Vec<i64> = children.iter().map(|&c| i64::from(c)).collect();
-            (NodeState::Success, None, children, false)
+            (NodeState::Ready, Some(at), Vec::new())
         }
         AttemptDecision::Finish(end) => {
-            let below = compiled.dag.descendants(locked.idx);
-            let below: Vec<i64> = below.iter().map(|&c| i64::from(c)).collect();
-            (end, None, below, true)
+            let children = compiled.dag.children(locked.idx);
+            let children: Vec<i64> = children.iter().map(|&c| i64::from(c)).collect();
+            (end, None, children)
         }
     };
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+    // A retry names no children, so what it would count is never used.
+    let (bad, failed) = counts_as(to);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &attempt.id,
         &outcome.state.as_str(),
         &outcome.reason.as_str(),
@@ -251,57 +245,31 @@ pub(crate) async fn end_attempt(
         &ready_at,
         &i64::from(lost),
         &attempt.run_id,
-        &below,
+        &children,
+        &i64::from(bad),
+        &i64::from(failed),
     ];
-    let rows = db
-        .query(
-            "ending an attempt",
-            if skip { END_AND_SKIP } else { END_AND_RELEASE },
-            &params,
-        )
+    let counted = db
+        .query("ending an attempt", END_AND_COUNT, &params)
         .await?;
-    let mut shifts = vec![(node_state, to, 1)];
-    let mut woke = false;
-    match decision {
+    db.lock_run(&attempt.run_id)
+        .await?
+        .counts
+        .shift(node_state, to, 1);
+    let woke = match decision {
         AttemptDecision::Retry { delay_ms: 0 } => {
-            woke = true;
             db.mark_readied(attempt.node_id);
+            true
         }
-        // Waiting claims must learn when it falls due.
-        AttemptDecision::Retry { .. } => db.mark_work(),
-        AttemptDecision::Finish(_) if skip => {
-            let skipped: i64 = rows.first().map(|r| r.at(0)).transpose()?.unwrap_or(0);
-            shifts.push((NodeState::Waiting, NodeState::Skipped, skipped));
+        AttemptDecision::Retry { .. } => {
+            // Waiting claims must learn when it falls due.
+            db.mark_work();
+            false
         }
         AttemptDecision::Finish(_) => {
-            for r in &rows {
-                // Only a node that was waiting on this very need can be ready here: a
-                // ready node never has needs left.
-                if r.state::<NodeState>(0)? == NodeState::Ready {
-                    shifts.push((NodeState::Waiting, NodeState::Ready, 1));
-                    woke = true;
-                    db.mark_readied(r.at(1)?);
-                }
-            }
+            downstream::settle(db, &attempt.run_id, &compiled, counted).await?
         }
-    }
-    let run = db.lock_run(&attempt.run_id).await?;
-    for (from, to, n) in shifts {
-        run.counts.shift(from, to, n);
-    }
-    run.settle(now);
+    };
+    db.lock_run(&attempt.run_id).await?.settle(now);
     Ok(woke)
-}
-
-/// Marks the waiting nodes among `below` (indexes) skipped; returns how many.
-pub(crate) async fn skip_waiting(db: &Db<'_>, run_id: &str, below: &[i64]) -> Result<i64> {
-    let n = db
-        .execute(
-            "skipping downstream nodes",
-            "UPDATE nodes SET status = 'skipped' \
-             WHERE run_id = $1 AND status = 'waiting' AND idx = ANY($2)",
-            &[&run_id, &below],
-        )
-        .await?;
-    Ok(n as i64)
 }

@@ -5,6 +5,7 @@
 use baton_core::NodeState;
 
 use super::db::{Db, RowExt};
+use super::outputs;
 use super::run_doc;
 use super::runs;
 use crate::{Result, RunCreated, StoreError};
@@ -49,7 +50,7 @@ pub(crate) async fn retry(db: &mut Db<'_>, id: &str, from: Option<&str>) -> Resu
         }
     }
 
-    let plan = crate::sqlite::rerun::plan(dag, id, kept_from, from_idx)?;
+    let plan = crate::sqlite::rerun::plan(&compiled, id, kept_from, from_idx)?;
     let (run, _) = runs::insert(
         db,
         &compiled,
@@ -60,6 +61,7 @@ pub(crate) async fn retry(db: &mut Db<'_>, id: &str, from: Option<&str>) -> Resu
         &plan,
     )
     .await?;
+    outputs::keep_attempts(db, &old.id, &run.id).await?;
     Ok(RunCreated {
         run: run_doc::load(db, &run.id).await?,
     })

@@ -21,7 +21,8 @@ pub(crate) async fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
     let rows = db
         .query(
             "reading a run",
-            "SELECT idx, status, reason, message, reused_from FROM nodes WHERE run_id = $1",
+            "SELECT n.idx, n.status, n.reason, n.message, n.reused_from, a.outputs \
+             FROM nodes n LEFT JOIN attempts a ON a.id = n.attempt_id WHERE n.run_id = $1",
             &[&id],
         )
         .await?;
@@ -35,6 +36,10 @@ pub(crate) async fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
                 reason: r.opt_state(2)?,
                 message: r.at(3)?,
                 reused_from: r.at(4)?,
+                outputs: match r.at::<Option<&str>>(5)? {
+                    Some(json) => from_json("decoding outputs", json)?,
+                    None => Default::default(),
+                },
             };
         }
     }
@@ -127,6 +132,8 @@ async fn build(
         cancel_requested: run.cancel_requested,
         reason: run.reason,
         retry_of: run.retry_of.clone(),
+        priority: run.priority,
+        message: run.message.clone(),
         retried_by: Vec::new(),
         rev: run.rev,
         nodes,

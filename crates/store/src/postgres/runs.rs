@@ -8,12 +8,13 @@ use baton_api::{RunDoc, RunFilter, RunSummary};
 use baton_core::{NodeState, RunState};
 use tokio_postgres::Row;
 
+use super::concurrency;
 use super::db::{Db, RowExt, corrupt};
 use super::run_doc;
 use crate::sqlite::cache::Compiled;
 use crate::sqlite::runs::{Counts, LIST_DEFAULT, LIST_MAX};
 
-pub(crate) use crate::sqlite::runs::NodeStart;
+pub(crate) use crate::sqlite::runs::{NodeStart, plan_nodes};
 use crate::{Result, RunCreated, StoreError};
 
 pub(crate) use crate::sqlite::runs::RunRow;
@@ -37,8 +38,8 @@ macro_rules! select_runs {
         concat!(
             "SELECT id, workflow, version, version_id, status, cancel_requested, created_at, \
              started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, n_running, \
-             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of, priority \
-             FROM runs ",
+             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of, priority, \
+             has_outputs, message FROM runs ",
             $rest
         )
     };
@@ -65,6 +66,9 @@ fn run_row(r: &Row) -> Result<RunRow> {
         reason: r.opt_state(20)?,
         retry_of: r.at(21)?,
         priority: r.at(22)?,
+        has_outputs: r.at(23)?,
+        message: r.at(24)?,
+        vacated: false,
     })
 }
 
@@ -206,21 +210,7 @@ pub(crate) async fn create(
     };
     let (version_id, version): (String, i64) = (found.at(0)?, found.at(1)?);
     let compiled = db.cache.version(db, &version_id).await?;
-    let dag = &compiled.dag;
-    let plan: Vec<NodeStart> = (0..dag.len() as u32)
-        .map(|idx| {
-            let remaining = dag.needs(idx).len() as i64;
-            NodeStart {
-                status: if remaining == 0 {
-                    NodeState::Ready
-                } else {
-                    NodeState::Waiting
-                },
-                remaining,
-                reused_from: None,
-            }
-        })
-        .collect();
+    let plan = plan_nodes(&compiled, Vec::new());
     let priority = i64::from(priority.unwrap_or(compiled.workflow.priority));
     let (run, states) = insert(db, &compiled, version_id, version, None, priority, &plan).await?;
     let doc = run_doc::fresh(db, &run, &compiled, &states).await?;
@@ -238,6 +228,11 @@ pub(crate) async fn insert(
     priority: i64,
     plan: &[NodeStart],
 ) -> Result<(RunRow, Vec<NodeState>)> {
+    // Under a concurrency limit the run may have to wait for a place (its nodes all
+    // waiting) or be canceled at once (its nodes canceled): decided before it is written.
+    let entry = concurrency::enter(db, compiled).await?;
+    let held = entry.as_ref().and_then(|e| e.hold(plan));
+    let plan = held.as_deref().unwrap_or(plan);
     let now = db.now;
     let deadline = compiled
         .workflow
@@ -259,11 +254,19 @@ pub(crate) async fn insert(
         reason: None,
         retry_of,
         priority,
+        has_outputs: false,
+        message: None,
+        vacated: false,
     };
+    if let Some(e) = &entry {
+        e.apply(&mut run);
+    }
     let n = plan.len();
     let mut idxs = Vec::with_capacity(n);
     let mut statuses = Vec::with_capacity(n);
     let mut remaining = Vec::with_capacity(n);
+    let mut bad = Vec::with_capacity(n);
+    let mut failed = Vec::with_capacity(n);
     let mut ready_at = Vec::with_capacity(n);
     let mut queue_timeouts = Vec::with_capacity(n);
     let mut reused = Vec::with_capacity(n);
@@ -272,6 +275,8 @@ pub(crate) async fn insert(
         idxs.push(idx as i64);
         statuses.push(start.status.as_str());
         remaining.push(start.remaining);
+        bad.push(start.bad);
+        failed.push(start.failed);
         ready_at.push((start.status == NodeState::Ready).then_some(now));
         queue_timeouts.push(
             compiled
@@ -325,9 +330,9 @@ pub(crate) async fn insert(
     db.execute(
         "creating a run",
         "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id, \
-         queue_timeout_ms, reused_from, prio_key) \
+         queue_timeout_ms, reused_from, needs_bad, needs_failed, prio_key) \
          SELECT $1, *, $9 FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
-           $6::bigint[], $7::bigint[], $8::text[])",
+           $6::bigint[], $7::bigint[], $8::text[], $10::bigint[], $11::bigint[])",
         &[
             &run.id,
             &idxs,
@@ -338,9 +343,14 @@ pub(crate) async fn insert(
             &queue_timeouts,
             &reused,
             &-run.priority,
+            &bad,
+            &failed,
         ],
     )
     .await?;
+    if entry.is_some() {
+        concurrency::note(db, &run).await?;
+    }
     db.mark_created(&run.id);
     Ok((run, states))
 }
@@ -418,6 +428,11 @@ pub(crate) async fn cancel(db: &mut Db<'_>, id: &str) -> Result<RunDoc> {
 /// they report or are reaped).
 pub(crate) async fn stop(db: &mut Db<'_>, id: &str) -> Result<()> {
     let now = db.now;
+    if db.lock_run(id).await?.status == RunState::Created {
+        // It no longer waits for a place.
+        concurrency::unqueue(db, id).await?;
+        db.lock_run(id).await?.message = None;
+    }
     let mut moved = [0i64; 2];
     for (n, from) in moved.iter_mut().zip([NodeState::Waiting, NodeState::Ready]) {
         *n = db

@@ -4,12 +4,12 @@
 //! one request and one commit. The claim only takes what is ready now; whether other agents
 //! must be woken is decided by what it left behind.
 
-use baton_api::{AttemptRef, AttemptReport};
+use baton_api::AttemptReport;
 
 use super::attempts::touch_agent;
 use super::claim::take_ready;
 use super::db::Db;
-use super::report::report;
+use super::outputs;
 use crate::{BatchReported, Result, StoreError};
 
 /// Records each report, then hands the agent up to `want` ready nodes.
@@ -25,12 +25,8 @@ pub(crate) fn report_batch(
         ..BatchReported::default()
     };
     for r in reports {
-        let at = AttemptRef {
-            attempt_id: r.attempt_id,
-            fence: r.fence,
-        };
         // A stale report is refused before it writes anything, so the others stand.
-        match report(db, agent_id, at, r.outcome, r.message.as_deref()) {
+        match outputs::report(db, agent_id, r) {
             Ok(reported) => out.reports.push(Some(reported)),
             Err(StoreError::Stale(_)) => out.reports.push(None),
             Err(e) => return Err(e),
@@ -43,6 +39,6 @@ pub(crate) fn report_batch(
         out.assignments = claimed.assignments;
         taken = claimed.node_ids;
     }
-    out.woke = db.readied().iter().any(|id| !taken.contains(id));
+    out.woke = db.freed() || db.readied().iter().any(|id| !taken.contains(id));
     Ok(out)
 }

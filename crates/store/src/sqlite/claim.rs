@@ -1,19 +1,24 @@
 //! Handing ready nodes to an agent.
 //!
-//! Ready nodes are indexed by `(req_id, ready_at, id)`. A claim walks, for each
-//! requirement the agent meets, that index in order, and merges the walks so the oldest
-//! ready node goes first whatever its requirement. Nodes the agent cannot run are never
-//! read, and only as many rows are read as the claim takes (plus those skipped because
-//! a resource they name is held).
+//! Ready nodes are indexed by `(req_id, prio_key, ready_at, id)`, `prio_key` being minus
+//! the run's priority. A claim walks, for each requirement the agent meets, that index in
+//! order, and merges the walks on the same key: the highest priority first, and within one
+//! priority the longest ready, whatever its requirement (so nothing waits behind newer
+//! work of its priority). Nodes the agent cannot run are never read, and only as many rows
+//! are read as the claim takes, plus those skipped: backing off (their `ready_at` is
+//! later; the earliest of them tells a waiting claim when to look again) or waiting for a
+//! resource (each resource's holds are read once per claim, see [`super::resources`]).
 
 use std::collections::HashMap;
 
 use baton_api::Assignment;
 use baton_core::NodeState;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::attempts::{canceling, lease_until, touch_agent};
 use super::db::{Db, SqlResult, random_fence};
+use super::outputs;
+use super::resources::{self, Rooms};
 use super::runs::RunRow;
 use crate::{Claimed, Result, StoreError};
 
@@ -23,16 +28,19 @@ struct Ready {
     id: i64,
     run_id: String,
     idx: u32,
+    prio_key: i64,
     ready_at: i64,
     attempts: u32,
+    /// The run's workflow version, so a node that must wait costs no read of its run.
+    version_id: String,
 }
 
 /// The walk along one requirement's ready nodes.
 struct Walk {
     req_id: i64,
     buf: std::collections::VecDeque<Ready>,
-    /// Position after the last row read.
-    after: (i64, i64),
+    /// Position (`prio_key`, `ready_at`, `id`) after the last row read.
+    after: (i64, i64, i64),
     done: bool,
 }
 
@@ -49,7 +57,7 @@ pub(crate) fn claim(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Res
     let taken = take_ready(db, agent_id, max, lease_ms)?;
     out.assignments = taken.assignments;
     if out.assignments.len() < max as usize {
-        out.next_ready_at = next_ready_at(db, &taken.reqs)?;
+        out.next_ready_at = taken.next_ready_at;
     }
     Ok(out)
 }
@@ -60,12 +68,13 @@ pub(crate) struct Taken {
     pub(crate) assignments: Vec<Assignment>,
     /// Row ids of the nodes taken, in the order of `assignments`.
     pub(crate) node_ids: Vec<i64>,
-    /// The requirements the agent meets.
-    reqs: Vec<i64>,
+    /// When the earliest backing-off node the agent could run becomes claimable; known
+    /// only when the walk went to the end (fewer than `max` taken).
+    next_ready_at: Option<i64>,
 }
 
-/// Opens attempts for the agent on up to `max` ready nodes it can run, oldest first; the
-/// agent must be known to be registered.
+/// Opens attempts for the agent on up to `max` ready nodes it can run, highest priority
+/// then oldest first; the agent must be known to be registered.
 pub(crate) fn take_ready(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -> Result<Taken> {
     let mut out = Taken::default();
     let reqs = db.cache.matching(db, agent_id)?;
@@ -77,19 +86,25 @@ pub(crate) fn take_ready(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -
         .map(|&req_id| Walk {
             req_id,
             buf: Default::default(),
-            after: (i64::MIN, i64::MIN),
+            after: (i64::MIN, i64::MIN, i64::MIN),
             done: false,
         })
         .collect();
     // Runs touched by this claim, with whether a node of theirs was taken.
     let mut runs: HashMap<String, (RunRow, bool)> = HashMap::new();
+    let mut rooms = Rooms::default();
     let until = lease_until(db, lease_ms);
     let batch = i64::from(max.min(256)) + 4;
     while out.assignments.len() < max as usize {
         let Some(node) = next_ready(db, &mut walks, batch)? else {
             break;
         };
-        if let Some(a) = take(db, &mut runs, agent_id, &node, until)? {
+        if node.ready_at > db.now {
+            let at = node.ready_at;
+            out.next_ready_at = Some(out.next_ready_at.map_or(at, |t| t.min(at)));
+            continue;
+        }
+        if let Some(a) = take(db, &mut runs, &mut rooms, agent_id, &node, until)? {
             out.assignments.push(a);
             out.node_ids.push(node.id);
         }
@@ -100,19 +115,19 @@ pub(crate) fn take_ready(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -
             run.save(db)?;
         }
     }
-    out.reqs = reqs;
     Ok(out)
 }
 
-/// The oldest claimable node over every walk.
+/// The first ready node over every walk, in claim order.
 fn next_ready(db: &Db<'_>, walks: &mut [Walk], batch: i64) -> Result<Option<Ready>> {
     let mut stmt = db
         .conn
         .prepare_cached(
-            "SELECT id, run_id, idx, ready_at, attempts FROM nodes \
-             WHERE req_id = ?1 AND status = 'ready' AND ready_at <= ?2 \
-               AND (ready_at, id) > (?3, ?4) \
-             ORDER BY ready_at, id LIMIT ?5",
+            "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, n.attempts, r.version_id \
+             FROM nodes n JOIN runs r ON r.id = n.run_id \
+             WHERE n.req_id = ?1 AND n.status = 'ready' \
+               AND (n.prio_key, n.ready_at, n.id) > (?2, ?3, ?4) \
+             ORDER BY n.prio_key, n.ready_at, n.id LIMIT ?5",
         )
         .ctx("finding ready nodes")?;
     for w in walks.iter_mut() {
@@ -121,14 +136,16 @@ fn next_ready(db: &Db<'_>, walks: &mut [Walk], batch: i64) -> Result<Option<Read
         }
         let rows = stmt
             .query_map(
-                params![w.req_id, db.now, w.after.0, w.after.1, batch],
+                params![w.req_id, w.after.0, w.after.1, w.after.2, batch],
                 |r| {
                     Ok(Ready {
                         id: r.get(0)?,
                         run_id: r.get(1)?,
                         idx: r.get(2)?,
-                        ready_at: r.get(3)?,
-                        attempts: r.get(4)?,
+                        prio_key: r.get(3)?,
+                        ready_at: r.get(4)?,
+                        attempts: r.get(5)?,
+                        version_id: r.get(6)?,
                     })
                 },
             )
@@ -138,50 +155,38 @@ fn next_ready(db: &Db<'_>, walks: &mut [Walk], batch: i64) -> Result<Option<Read
         }
         w.done = (w.buf.len() as i64) < batch;
         if let Some(last) = w.buf.back() {
-            w.after = (last.ready_at, last.id);
+            w.after = (last.prio_key, last.ready_at, last.id);
         }
     }
     let best = walks
         .iter()
         .enumerate()
-        .filter_map(|(i, w)| w.buf.front().map(|h| ((h.ready_at, h.id), i)))
+        .filter_map(|(i, w)| w.buf.front().map(|h| ((h.prio_key, h.ready_at, h.id), i)))
         .min()
         .map(|(_, i)| i);
     Ok(best.and_then(|b| walks[b].buf.pop_front()))
 }
 
-/// Opens an attempt of `node` for the agent, unless a resource it names is held.
+/// Opens an attempt of `node` for the agent, unless a resource it names has no room.
 fn take(
     db: &Db<'_>,
     runs: &mut HashMap<String, (RunRow, bool)>,
+    rooms: &mut Rooms,
     agent_id: &str,
     node: &Ready,
     until: i64,
 ) -> Result<Option<Assignment>> {
+    let compiled = db.cache.version(db, &node.version_id)?;
+    let spec = compiled.node(node.idx)?;
+    if !spec.resources.is_empty() && !resources::admit(db, rooms, &spec.resources)? {
+        return Ok(None);
+    }
     if !runs.contains_key(&node.run_id) {
         runs.insert(node.run_id.clone(), (RunRow::get(db, &node.run_id)?, false));
     }
     let Some((run, taken)) = runs.get_mut(&node.run_id) else {
         return Ok(None);
     };
-    let compiled = db.cache.version(db, &run.version_id)?;
-    let spec = compiled.node(node.idx)?;
-    if !spec.resources.is_empty() {
-        let mut held = db
-            .conn
-            .prepare_cached("SELECT 1 FROM resource_holds WHERE resource = ?1")
-            .ctx("checking resources")?;
-        for r in &spec.resources {
-            if held
-                .query_row([&r.name], |_| Ok(()))
-                .optional()
-                .ctx("checking resources")?
-                .is_some()
-            {
-                return Ok(None);
-            }
-        }
-    }
     let number = node.attempts + 1;
     let fence = random_fence();
     let attempt_id: i64 = db
@@ -215,17 +220,16 @@ fn take(
         )));
     }
     if !spec.resources.is_empty() {
-        let mut hold = db
-            .conn
-            .prepare_cached("INSERT INTO resource_holds (resource, attempt_id) VALUES (?1, ?2)")
-            .ctx("taking resources")?;
-        for r in &spec.resources {
-            hold.execute(params![r.name, attempt_id])
-                .ctx("taking resources")?;
-        }
+        resources::hold(db, rooms, &spec.resources, attempt_id)?;
     }
     run.counts.shift(NodeState::Ready, NodeState::Pending, 1);
     *taken = true;
+    // Most runs have no outputs: their claims look for no inputs.
+    let inputs = if run.has_outputs {
+        outputs::inputs(db, &node.run_id, &compiled, node.idx)?
+    } else {
+        Default::default()
+    };
     Ok(Some(Assignment {
         attempt_id,
         fence,
@@ -237,27 +241,6 @@ fn take(
         env: spec.env.clone(),
         timeout_ms: spec.timeout_ms,
         artifacts: spec.artifacts.clone(),
+        inputs,
     }))
-}
-
-/// When the earliest backing-off node the agent could run becomes claimable.
-fn next_ready_at(db: &Db<'_>, reqs: &[i64]) -> Result<Option<i64>> {
-    let mut stmt = db
-        .conn
-        .prepare_cached(
-            "SELECT MIN(ready_at) FROM nodes \
-             WHERE req_id = ?1 AND status = 'ready' AND ready_at > ?2",
-        )
-        .ctx("finding backing-off nodes")?;
-    let mut next: Option<i64> = None;
-    for &req in reqs {
-        let at: Option<i64> = stmt
-            .query_row(params![req, db.now], |r| r.get(0))
-            .ctx("finding backing-off nodes")?;
-        next = match (next, at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    Ok(next)
 }

@@ -1,7 +1,7 @@
 //! What every call gets: the open transaction, the caches, the settings, the time; and
 //! the mapping of driver errors to [`StoreError`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::str::FromStr;
 
 use baton_core::UnknownState;
@@ -23,6 +23,8 @@ pub(crate) struct Db<'a> {
     /// Nodes this call made claimable now (row ids), so a batch of reports can tell
     /// whether its own claim took them all or other agents must be woken.
     readied: RefCell<Vec<i64>>,
+    /// A resource hold was released: ready nodes waiting for it may be claimable now.
+    freed: Cell<bool>,
 }
 
 impl<'a> Db<'a> {
@@ -33,6 +35,7 @@ impl<'a> Db<'a> {
             cfg,
             now,
             readied: RefCell::new(Vec::new()),
+            freed: Cell::new(false),
         }
     }
 
@@ -44,6 +47,17 @@ impl<'a> Db<'a> {
     /// The nodes this call made claimable now.
     pub(crate) fn readied(&self) -> Vec<i64> {
         self.readied.borrow().clone()
+    }
+
+    /// Notes that a resource hold was released.
+    pub(crate) fn mark_freed(&self) {
+        self.freed.set(true);
+    }
+
+    /// Whether this call released a resource hold, so agents waiting for work must look
+    /// again (which nodes wait for it is not known without reading them all).
+    pub(crate) fn freed(&self) -> bool {
+        self.freed.get()
     }
 }
 

@@ -13,9 +13,10 @@ use rusqlite::{OptionalExtension, params};
 use super::attempts::AttemptRow;
 use super::cache::requirement_of;
 use super::db::{Db, SqlResult, opt_state};
+use super::downstream::node_ended;
 use super::run_doc::{Offer, explain, online_agents};
 use super::runs::{RunRow, stop};
-use crate::{Expired, Result, StoreError};
+use crate::{Expired, Result};
 
 /// Most runs and most nodes one pass ends, to keep the write short; a full batch asks for
 /// the next pass at once.
@@ -50,7 +51,7 @@ pub(crate) fn expire(db: &Db<'_>) -> Result<Expired> {
     let mut out = Expired::default();
     let (runs_full, canceling) = expire_runs(db, &mut out.runs)?;
     out.canceling = canceling;
-    let nodes_full = expire_nodes(db, &mut out.nodes)?;
+    let nodes_full = expire_nodes(db, &mut out.nodes, &mut out.woke)?;
     out.next_due = if runs_full || nodes_full {
         Some(db.now)
     } else {
@@ -104,9 +105,9 @@ struct Overdue {
     queue_timeout_ms: i64,
 }
 
-/// Ends ready nodes nobody claimed in time as `error` (`no_agent`) and skips their
-/// downstream; returns whether the batch was full.
-fn expire_nodes(db: &Db<'_>, ended: &mut Vec<(String, String)>) -> Result<bool> {
+/// Ends ready nodes nobody claimed in time as `error` (`no_agent`) and moves their
+/// downstream on by its trigger rules; returns whether the batch was full.
+fn expire_nodes(db: &Db<'_>, ended: &mut Vec<(String, String)>, woke: &mut bool) -> Result<bool> {
     let due: Vec<Overdue> = {
         let mut stmt = db
             .conn
@@ -166,7 +167,7 @@ fn expire_nodes(db: &Db<'_>, ended: &mut Vec<(String, String)>) -> Result<bool> 
             continue;
         }
         run.counts.shift(NodeState::Ready, NodeState::Error, 1);
-        skip_downstream(db, run, &compiled.dag.descendants(node.idx))?;
+        *woke |= node_ended(db, run, &compiled, node.idx, NodeState::Error)?;
         ended.push((run.id.clone(), spec.id.clone()));
     }
     for run in runs.values_mut() {
@@ -184,27 +185,6 @@ pub(crate) fn limit(ms: i64) -> String {
         ms if ms > 0 && ms % 1_000 == 0 => format!("{}s", ms / 1_000),
         ms => format!("{ms}ms"),
     }
-}
-
-/// Marks the waiting nodes among `below` skipped: their upstream did not succeed.
-fn skip_downstream(db: &Db<'_>, run: &mut RunRow, below: &[u32]) -> Result<()> {
-    if below.is_empty() {
-        return Ok(());
-    }
-    let list = serde_json::to_string(below)
-        .map_err(|e| StoreError::backend("skipping downstream nodes", e))?;
-    let skipped = db
-        .conn
-        .prepare_cached(
-            "UPDATE nodes SET status = 'skipped' \
-             WHERE run_id = ?1 AND status = 'waiting' \
-               AND idx IN (SELECT value FROM json_each(?2))",
-        )
-        .and_then(|mut s| s.execute(params![run.id, list]))
-        .ctx("skipping downstream nodes")?;
-    run.counts
-        .shift(NodeState::Waiting, NodeState::Skipped, skipped as i64);
-    Ok(())
 }
 
 /// The ending to record for a report of `attempt`: an attempt its agent stopped because

@@ -16,13 +16,17 @@ mod batch;
 pub(crate) mod cache;
 mod checkpoint;
 mod claim;
+pub(crate) mod concurrency;
 mod db;
 pub(crate) mod deadlines;
+mod downstream;
 pub(crate) mod late;
 mod logs;
 mod migrate;
+mod outputs;
 mod report;
 pub(crate) mod rerun;
+pub(crate) mod resources;
 pub(crate) mod run_doc;
 pub(crate) mod runs;
 mod tokens;
@@ -36,10 +40,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
-    RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary, WorkflowVersion,
-    WorkflowVersionDoc,
+    ResourceDoc, RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary,
+    WorkflowVersion, WorkflowVersionDoc,
 };
-use baton_core::{Outcome, Workflow};
+use baton_core::Workflow;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
@@ -442,18 +446,35 @@ impl Store for SqliteStore {
 
     async fn expire_deadlines(&self) -> Result<Expired> {
         // Most passes find nothing due: a read answers them without taking the writer.
-        let next_due = self
-            .read("finding the next deadline", deadlines::next_due)
+        // The same read finds queues the concurrency safety net must move.
+        let (next_due, stalled) = self
+            .read("finding the next deadline", |db| {
+                Ok((deadlines::next_due(db)?, concurrency::stalled(db)?))
+            })
             .await?;
-        match next_due {
+        let mut expired = match next_due {
             Some(at) if at <= self.now_ms() => {
-                self.write("enforcing deadlines", deadlines::expire).await
+                self.write("enforcing deadlines", |db| {
+                    let mut expired = deadlines::expire(db)?;
+                    // A stopped run's place went to a queued run.
+                    expired.woke |= db.freed();
+                    Ok(expired)
+                })
+                .await?
             }
-            _ => Ok(Expired {
+            _ => Expired {
                 next_due,
                 ..Expired::default()
-            }),
+            },
+        };
+        if !stalled.is_empty() {
+            expired.woke |= self
+                .write("admitting queued runs", move |db| {
+                    concurrency::sweep(db, &stalled)
+                })
+                .await?;
         }
+        Ok(expired)
     }
 
     async fn logs(&self, run_id: &str, query: &LogQuery) -> Result<LogPage> {
@@ -483,6 +504,10 @@ impl Store for SqliteStore {
     async fn list_agents(&self, lease_ms: u64) -> Result<Vec<AgentDoc>> {
         self.read("listing agents", move |db| agents::list(db, lease_ms))
             .await
+    }
+
+    async fn resources(&self) -> Result<Vec<ResourceDoc>> {
+        self.read("listing resources", resources::list).await
     }
 
     async fn claim(&self, agent_id: &str, max: u32, lease_ms: u64) -> Result<Claimed> {
@@ -515,17 +540,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn report(
-        &self,
-        agent_id: &str,
-        attempt: AttemptRef,
-        outcome: Outcome,
-        message: Option<&str>,
-    ) -> Result<Reported> {
+    async fn report_attempt(&self, agent_id: &str, report: &AttemptReport) -> Result<Reported> {
         let agent_id = agent_id.to_owned();
-        let message = message.map(str::to_owned);
+        let report = report.clone();
         self.write("recording a report", move |db| {
-            report::report(db, &agent_id, attempt, outcome, message.as_deref())
+            outputs::report(db, &agent_id, &report)
         })
         .await
     }

@@ -11,6 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use super::attempts::AttemptRow;
 use super::db::{Db, SqlResult, corrupt, state};
 use super::deadlines;
+use super::downstream;
 use super::runs::RunRow;
 use crate::{Reaped, Reported, Result, StoreError};
 
@@ -48,7 +49,7 @@ pub(crate) fn report(
         }
         return Err(StoreError::Stale(at.attempt_id));
     }
-    let woke = end_attempt(db, &attempt, outcome, message)?;
+    let woke = end_attempt(db, &attempt, outcome, message)? || db.freed();
     Ok(Reported {
         outcome,
         duplicate: false,
@@ -94,7 +95,7 @@ pub(crate) fn reap(db: &Db<'_>) -> Result<Reaped> {
         .ctx("finding the next lease expiry")?;
     Ok(Reaped {
         lost: expired,
-        woke,
+        woke: woke || db.freed(),
         next_expiry,
     })
 }
@@ -140,10 +141,14 @@ pub(crate) fn end_attempt(
     let compiled = db.cache.version(db, &run.version_id)?;
     let spec = compiled.node(idx)?;
     if !spec.resources.is_empty() {
-        db.conn
+        let released = db
+            .conn
             .prepare_cached("DELETE FROM resource_holds WHERE attempt_id = ?1")
             .and_then(|mut s| s.execute([attempt.id]))
             .ctx("releasing resources")?;
+        if released > 0 {
+            db.mark_freed();
+        }
     }
     if !matches!(node_state, NodeState::Pending | NodeState::Running) {
         // A live attempt always has a live node; keep the attempt's end and touch nothing
@@ -163,67 +168,22 @@ pub(crate) fn end_attempt(
         rand::random::<f64>(),
     );
     let lost = lost + u32::from(RetryOn::of(&outcome) == Some(RetryOn::Lost));
-    let mut woke = false;
-    match decision {
+    let woke = match decision {
         AttemptDecision::Retry { delay_ms } => {
             let ready_at = now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
             set_node(db, attempt.node_id, NodeState::Ready, Some(ready_at), lost)?;
             run.counts.shift(node_state, NodeState::Ready, 1);
-            woke = delay_ms == 0;
-            if woke {
+            if delay_ms == 0 {
                 db.mark_readied(attempt.node_id);
             }
+            delay_ms == 0
         }
         AttemptDecision::Finish(end) => {
             set_node(db, attempt.node_id, end, None, lost)?;
             run.counts.shift(node_state, end, 1);
-            if end == NodeState::Success {
-                let mut release = db
-                    .conn
-                    .prepare_cached(
-                        "UPDATE nodes SET remaining = remaining - 1, \
-                           status = CASE WHEN remaining = 1 AND status = 'waiting' \
-                                    THEN 'ready' ELSE status END, \
-                           ready_at = CASE WHEN remaining = 1 AND status = 'waiting' \
-                                      THEN ?3 ELSE ready_at END \
-                         WHERE run_id = ?1 AND idx = ?2 \
-                         RETURNING status, id",
-                    )
-                    .ctx("releasing downstream nodes")?;
-                for &child in compiled.dag.children(idx) {
-                    let (now_state, child_id): (NodeState, i64) = release
-                        .query_row(params![run.id, child, now], |r| {
-                            Ok((state(r, 0)?, r.get(1)?))
-                        })
-                        .ctx("releasing downstream nodes")?;
-                    // Only a node that was waiting on this very need can be ready here:
-                    // a ready node never has needs left.
-                    if now_state == NodeState::Ready {
-                        run.counts.shift(NodeState::Waiting, NodeState::Ready, 1);
-                        woke = true;
-                        db.mark_readied(child_id);
-                    }
-                }
-            } else {
-                let below = compiled.dag.descendants(idx);
-                if !below.is_empty() {
-                    let list = serde_json::to_string(&below)
-                        .map_err(|e| StoreError::backend("skipping downstream nodes", e))?;
-                    let skipped = db
-                        .conn
-                        .prepare_cached(
-                            "UPDATE nodes SET status = 'skipped' \
-                             WHERE run_id = ?1 AND status = 'waiting' \
-                               AND idx IN (SELECT value FROM json_each(?2))",
-                        )
-                        .and_then(|mut s| s.execute(params![run.id, list]))
-                        .ctx("skipping downstream nodes")?;
-                    run.counts
-                        .shift(NodeState::Waiting, NodeState::Skipped, skipped as i64);
-                }
-            }
+            downstream::node_ended(db, &mut run, &compiled, idx, end)?
         }
-    }
+    };
     run.settle(now);
     run.save(db)?;
     Ok(woke)

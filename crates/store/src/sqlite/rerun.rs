@@ -5,10 +5,12 @@
 //! the run whose attempt succeeded (following earlier re-runs back to it). Its children
 //! count it as met, exactly as if it had just succeeded.
 
-use baton_core::{Dag, NodeState};
+use baton_core::NodeState;
 use rusqlite::params;
 
+use super::cache::Compiled;
 use super::db::{Db, SqlResult, state};
+use super::outputs;
 use super::run_doc;
 use super::runs::{self, NodeStart, RunRow};
 use crate::{Result, RunCreated, StoreError};
@@ -58,7 +60,7 @@ pub(crate) fn retry(db: &Db<'_>, id: &str, from: Option<&str>) -> Result<RunCrea
         }
     }
 
-    let plan = plan(dag, id, kept_from, from_idx)?;
+    let plan = plan(&compiled, id, kept_from, from_idx)?;
     let (run, _) = runs::insert(
         db,
         &compiled,
@@ -68,6 +70,7 @@ pub(crate) fn retry(db: &Db<'_>, id: &str, from: Option<&str>) -> Result<RunCrea
         old.priority,
         &plan,
     )?;
+    outputs::keep_attempts(db, &old.id, &run.id)?;
     Ok(RunCreated {
         run: run_doc::load(db, &run.id)?,
     })
@@ -75,13 +78,15 @@ pub(crate) fn retry(db: &Db<'_>, id: &str, from: Option<&str>) -> Result<RunCrea
 
 /// Which nodes a re-run of run `id` runs again and how each starts: every node not kept
 /// (`kept_from[i]` names the run whose success is kept), `from`, and everything below them;
-/// a node runs again only after the nodes it needs that run again. Shared by both backends.
+/// the rest are kept as successes, and each node that runs again is gated on them by its
+/// trigger rule ([`runs::plan_nodes`]). Shared by both backends.
 pub(crate) fn plan(
-    dag: &Dag,
+    compiled: &Compiled,
     id: &str,
     mut kept_from: Vec<Option<String>>,
     from_idx: Option<u32>,
 ) -> Result<Vec<NodeStart>> {
+    let dag = &compiled.dag;
     // What runs again: every node not kept, `from`, and everything below them (a node can
     // only be kept when all it needs is kept).
     let mut again = vec![false; dag.len()];
@@ -100,28 +105,10 @@ pub(crate) fn plan(
             "run {id} succeeded: nothing to retry; name a node to run again from"
         )));
     }
-
-    let plan: Vec<NodeStart> = (0..dag.len() as u32)
-        .map(|i| {
-            if again[i as usize] {
-                let remaining = dag.needs(i).iter().filter(|&&n| again[n as usize]).count() as i64;
-                NodeStart {
-                    status: if remaining == 0 {
-                        NodeState::Ready
-                    } else {
-                        NodeState::Waiting
-                    },
-                    remaining,
-                    reused_from: None,
-                }
-            } else {
-                NodeStart {
-                    status: NodeState::Success,
-                    remaining: 0,
-                    reused_from: kept_from[i as usize].take(),
-                }
-            }
-        })
-        .collect();
-    Ok(plan)
+    for (slot, &runs_again) in kept_from.iter_mut().zip(&again) {
+        if runs_again {
+            *slot = None;
+        }
+    }
+    Ok(runs::plan_nodes(compiled, kept_from))
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use baton_api::{AttemptDoc, NodeDoc, RunDoc, format_time};
-use baton_core::{NodeState, Reason, Requirement, missing_requirements};
+use baton_core::{NodeState, Outputs, Reason, Requirement, missing_requirements};
 
 use super::cache::{Compiled, requirement_of};
 use super::db::{Db, SqlResult, from_json, opt_state, state};
@@ -20,7 +20,8 @@ pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
         let mut stmt = db
             .conn
             .prepare_cached(
-                "SELECT idx, status, reason, message, reused_from FROM nodes WHERE run_id = ?1",
+                "SELECT n.idx, n.status, n.reason, n.message, n.reused_from, a.outputs \
+                 FROM nodes n LEFT JOIN attempts a ON a.id = n.attempt_id WHERE n.run_id = ?1",
             )
             .ctx("reading a run")?;
         let rows = stmt
@@ -32,12 +33,17 @@ pub(crate) fn load(db: &Db<'_>, id: &str) -> Result<RunDoc> {
                         reason: opt_state(r, 2)?,
                         message: r.get(3)?,
                         reused_from: r.get(4)?,
+                        outputs: Default::default(),
                     },
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })
             .ctx("reading a run")?;
         for row in rows {
-            let (idx, s, note) = row.ctx("reading a run")?;
+            let (idx, s, mut note, outputs) = row.ctx("reading a run")?;
+            if let Some(json) = outputs {
+                note.outputs = from_json("decoding outputs", &json)?;
+            }
             if let Some(slot) = states.get_mut(idx as usize) {
                 *slot = s;
             }
@@ -102,6 +108,8 @@ pub(crate) struct NodeNote {
     pub(crate) reason: Option<Reason>,
     pub(crate) message: Option<String>,
     pub(crate) reused_from: Option<String>,
+    /// The outputs of its current attempt.
+    pub(crate) outputs: Outputs,
 }
 
 /// The document of a run just created: no attempts yet.
@@ -151,6 +159,8 @@ fn build(
         cancel_requested: run.cancel_requested,
         reason: run.reason,
         retry_of: run.retry_of.clone(),
+        priority: run.priority,
+        message: run.message.clone(),
         retried_by: Vec::new(),
         rev: run.rev,
         nodes,
@@ -191,6 +201,7 @@ pub(crate) fn node_docs(
                 reason: note.reason,
                 message: note.message,
                 reused_from: note.reused_from,
+                outputs: note.outputs,
                 attempts: node_attempts,
             },
         );

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use baton_api::{RunFilter, RunSummary, format_time};
-use baton_core::{NodeState, Reason, RunState, run_result};
+use baton_core::{NodeState, Reason, RunState, When, plan_run, run_result};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::cache::Compiled;
+use super::concurrency;
 use super::db::{Db, SqlResult, opt_state, state};
 use super::run_doc;
 use crate::{Result, RunCreated, StoreError};
@@ -76,6 +77,15 @@ pub(crate) struct RunRow {
     pub(crate) retry_of: Option<String>,
     /// Its priority: the workflow's, or the one it was created with.
     pub(crate) priority: i64,
+    /// Whether an attempt of the run stored outputs: claims of runs without look for no
+    /// inputs.
+    pub(crate) has_outputs: bool,
+    /// For people: why the run waits for a place, or why its workflow's concurrency limit
+    /// canceled it (`runs.message`, written by `concurrency`, never by [`RunRow::save`]).
+    pub(crate) message: Option<String>,
+    /// Set by [`RunRow::settle`] when this call ended a run that held a place of its
+    /// workflow's concurrency limit (`pending` or `running`): saving it admits queued runs.
+    pub(crate) vacated: bool,
 }
 
 /// `SELECT <run columns> FROM runs <rest>` as one static string, so the hot path builds
@@ -85,8 +95,8 @@ macro_rules! select_runs {
         concat!(
             "SELECT id, workflow, version, version_id, status, cancel_requested, created_at, \
              started_at, finished_at, rev, total, n_waiting, n_ready, n_pending, n_running, \
-             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of, priority \
-             FROM runs ",
+             n_success, n_failure, n_error, n_canceled, n_skipped, reason, retry_of, priority, \
+             has_outputs, message FROM runs ",
             $rest
         )
     };
@@ -113,6 +123,9 @@ fn run_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
         reason: opt_state(r, 20)?,
         retry_of: r.get(21)?,
         priority: r.get(22)?,
+        has_outputs: r.get(23)?,
+        message: r.get(24)?,
+        vacated: false,
     })
 }
 
@@ -142,6 +155,7 @@ impl RunRow {
         if let Some(result) = run_result(total, count, self.cancel_requested) {
             // A run stopped by its time limit could not finish: that is an error, not a
             // user's cancel.
+            self.vacated |= matches!(self.status, RunState::Pending | RunState::Running);
             self.status = match (result, self.reason) {
                 (RunState::Canceled, Some(Reason::Timeout)) => RunState::Error,
                 _ => result,
@@ -181,6 +195,10 @@ impl RunRow {
                 ])
             })
             .ctx("saving a run")?;
+        if self.vacated {
+            // In the same transaction, so a place is never left free while runs wait.
+            concurrency::vacated(db, &self.workflow, &self.version_id)?;
+        }
         Ok(())
     }
 
@@ -190,6 +208,7 @@ impl RunRow {
             workflow: self.workflow.clone(),
             version: self.version,
             status: self.status,
+            priority: self.priority,
             created_at: format_time(self.created_at),
             finished_at: self.finished_at.map(format_time),
             counts: self.counts.summary(),
@@ -233,21 +252,7 @@ pub(crate) fn create(
         }));
     };
     let compiled = db.cache.version(db, &version_id)?;
-    let dag = &compiled.dag;
-    let plan: Vec<NodeStart> = (0..dag.len() as u32)
-        .map(|idx| {
-            let remaining = dag.needs(idx).len() as i64;
-            NodeStart {
-                status: if remaining == 0 {
-                    NodeState::Ready
-                } else {
-                    NodeState::Waiting
-                },
-                remaining,
-                reused_from: None,
-            }
-        })
-        .collect();
+    let plan = plan_nodes(&compiled, Vec::new());
     let priority = i64::from(priority.unwrap_or(compiled.workflow.priority));
     let (run, states) = insert(db, &compiled, version_id, version, None, priority, &plan)?;
     let doc = run_doc::fresh(db, &run, &compiled, &states)?;
@@ -257,12 +262,40 @@ pub(crate) fn create(
 /// How one node of a new run starts.
 #[derive(Debug, Clone)]
 pub(crate) struct NodeStart {
-    /// `ready`, `waiting`, or `success` for a node a re-run keeps.
+    /// `ready`, `waiting`, `skipped`, or `success` for a node a re-run keeps.
     pub(crate) status: NodeState,
-    /// Needs not yet met.
+    /// Needs not yet ended (`nodes.remaining`).
     pub(crate) remaining: i64,
+    /// Needs that ended without success (`nodes.needs_bad`).
+    pub(crate) bad: i64,
+    /// Of those, needs that ended `failure` or `error` (`nodes.needs_failed`).
+    pub(crate) failed: i64,
     /// For a kept node, the run whose attempt succeeded.
     pub(crate) reused_from: Option<String>,
+}
+
+/// How the nodes of a new run of `compiled` start, by the plan shared with the reference
+/// model ([`plan_run`]): `kept_from[i]` names the run whose success a re-run keeps for node
+/// `i` (missing or `None`: the node runs). Shared by both backends.
+pub(crate) fn plan_nodes(
+    compiled: &Compiled,
+    mut kept_from: Vec<Option<String>>,
+) -> Vec<NodeStart> {
+    let n = compiled.dag.len();
+    kept_from.resize(n, None);
+    let rules: Vec<When> = compiled.workflow.nodes.iter().map(|s| s.when).collect();
+    let kept: Vec<bool> = kept_from.iter().map(Option::is_some).collect();
+    plan_run(&compiled.dag, &rules, &kept)
+        .into_iter()
+        .zip(kept_from)
+        .map(|(start, reused_from)| NodeStart {
+            status: start.state,
+            remaining: i64::from(start.upstream.remaining),
+            bad: i64::from(start.upstream.bad),
+            failed: i64::from(start.upstream.failed),
+            reused_from,
+        })
+        .collect()
 }
 
 /// Writes a new run of a compiled version with its nodes started as `plan` says (one entry
@@ -276,6 +309,11 @@ pub(crate) fn insert(
     priority: i64,
     plan: &[NodeStart],
 ) -> Result<(RunRow, Vec<NodeState>)> {
+    // Under a concurrency limit the run may have to wait for a place (its nodes all
+    // waiting) or be canceled at once (its nodes canceled): decided before it is written.
+    let entry = concurrency::enter(db, compiled)?;
+    let held = entry.as_ref().and_then(|e| e.hold(plan));
+    let plan = held.as_deref().unwrap_or(plan);
     let now = db.now;
     let deadline = compiled
         .workflow
@@ -297,7 +335,13 @@ pub(crate) fn insert(
         reason: None,
         retry_of,
         priority,
+        has_outputs: false,
+        message: None,
+        vacated: false,
     };
+    if let Some(e) = &entry {
+        e.apply(&mut run);
+    }
     db.conn
         .prepare_cached(
             "INSERT INTO runs (id, workflow, version, version_id, status, created_at, total, \
@@ -322,7 +366,8 @@ pub(crate) fn insert(
         .conn
         .prepare_cached(
             "INSERT INTO nodes (run_id, idx, status, remaining, ready_at, req_id, \
-             queue_timeout_ms, reused_from, prio_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             queue_timeout_ms, reused_from, prio_key, needs_bad, needs_failed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .ctx("creating a run")?;
     let mut states = Vec::with_capacity(plan.len());
@@ -346,6 +391,8 @@ pub(crate) fn insert(
                 queue_timeout,
                 start.reused_from,
                 -run.priority,
+                start.bad,
+                start.failed,
             ])
             .ctx("creating a run")?;
         run.counts.0[slot(start.status)] += 1;
@@ -353,6 +400,9 @@ pub(crate) fn insert(
     }
     run.settle(now);
     run.save(db)?;
+    if entry.is_some() {
+        concurrency::note(db, &run)?;
+    }
     Ok((run, states))
 }
 
@@ -416,6 +466,10 @@ pub(crate) fn cancel(db: &Db<'_>, id: &str) -> Result<baton_api::RunDoc> {
 /// Stops a run that is not finished: waiting and ready nodes end `canceled` at once, live
 /// attempts are told to stop (the run ends when they report or are reaped). Saves the run.
 pub(crate) fn stop(db: &Db<'_>, run: &mut RunRow) -> Result<()> {
+    if run.status == RunState::Created {
+        // It no longer waits for a place.
+        concurrency::unqueue(db, run)?;
+    }
     run.cancel_requested = true;
     let mut stmt = db
         .conn

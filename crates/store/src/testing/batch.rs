@@ -11,6 +11,7 @@ fn ended(a: &Assignment, outcome: Outcome) -> AttemptReport {
         fence: a.fence,
         outcome,
         message: None,
+        outputs: Default::default(),
     }
 }
 

@@ -131,6 +131,7 @@ pub async fn claims_reports_and_reaps_at_once_succeed_each_node_once(h: Harness)
                         fence: a.fence,
                         outcome: Outcome::exited(0),
                         message: None,
+                        outputs: Default::default(),
                     });
                 }
                 if i.is_multiple_of(2) {

@@ -1,11 +1,13 @@
 //! Random histories applied to the store and to `baton_core::RunMachine` side by side:
-//! after every event both must agree on every node's state and the run's.
+//! after every event both must agree on every node's state and the run's. Workflows get
+//! random trigger rules, so the store's per-edge counters are checked against the model.
 
 use std::collections::BTreeMap;
 
 use baton_api::AttemptRef;
 use baton_core::{
-    Dag, Event, NodeIdx, NodeState, Outcome, Reason, RetryOn, RetryPolicy, RunMachine, Workflow,
+    Dag, Event, NodeIdx, NodeState, Outcome, Reason, RetryOn, RetryPolicy, RunMachine, When,
+    Workflow,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -60,6 +62,16 @@ fn random_workflow(rng: &mut StdRng, name: &str) -> Workflow {
             .collect();
         let needs_ref: Vec<&str> = needs.iter().map(String::as_str).collect();
         let mut spec = node(&format!("n{i}"), &needs_ref);
+        // As the parser allows: a rule only on a node that needs something.
+        if !needs.is_empty() {
+            const RULES: [When; 4] = [
+                When::AllSuccess,
+                When::AllDone,
+                When::AnySuccess,
+                When::AnyFailure,
+            ];
+            spec.when = RULES[rng.random_range(0..RULES.len())];
+        }
         let on: Vec<RetryOn> = [
             RetryOn::Failure,
             RetryOn::Error,
@@ -390,13 +402,14 @@ pub async fn random_histories_match_the_machine(h: Harness) {
             .expect("create")
             .run
             .id;
-        let policies = wf.nodes.iter().map(|n| n.retry.clone()).collect();
+        let policies: Vec<RetryPolicy> = wf.nodes.iter().map(|n| n.retry.clone()).collect();
+        let rules: Vec<When> = wf.nodes.iter().map(|n| n.when).collect();
         let mut r = Replay {
             store: s,
             h: &h,
             rng,
             seed,
-            machine: RunMachine::new(Dag::compile(&wf), policies),
+            machine: RunMachine::with_rules(Dag::compile(&wf), policies.clone(), rules.clone()),
             run,
             agents: agents.clone(),
             live: Vec::new(),
@@ -415,10 +428,51 @@ pub async fn random_histories_match_the_machine(h: Harness) {
         r.check().await;
         // Leftover attempts of a finished run must not leak into the next seed.
         r.advance_and_reap(3 * LEASE as i64).await;
+
+        // Its re-run starts from the shared plan (kept successes, rules gated on them) in
+        // the store and in the model alike, and must keep matching as it runs.
+        let kept = kept_by_rerun(&r.machine);
+        if kept.iter().all(|&k| k) {
+            continue;
+        }
+        let again = s
+            .retry_run(&r.run, None)
+            .await
+            .unwrap_or_else(|e| r.fail(&format!("retry failed: {e}")));
+        r.log.push(format!("retry as {}", again.run.id));
+        r.run = again.run.id;
+        r.machine = RunMachine::rerun(Dag::compile(&wf), policies, rules, &kept);
+        r.ended.clear();
+        r.check().await;
+        for _ in 0..EVENTS / 2 {
+            if r.machine.run_state().is_terminal() {
+                break;
+            }
+            r.step().await;
+            r.check().await;
+        }
+        r.finish().await;
+        r.check().await;
+        r.advance_and_reap(3 * LEASE as i64).await;
     }
 }
 
-fn summary(wf: &Workflow) -> BTreeMap<String, (Vec<String>, u32, Vec<RetryOn>, u32)> {
+/// What a re-run of a finished run keeps: successes whose needs are all kept (needs have
+/// lower indexes in these workflows, so one pass in index order decides).
+fn kept_by_rerun(m: &RunMachine) -> Vec<bool> {
+    let dag = m.dag();
+    let mut kept = vec![false; dag.len()];
+    for i in 0..dag.len() as NodeIdx {
+        kept[i as usize] =
+            m.node_state(i) == NodeState::Success && dag.needs(i).iter().all(|&p| kept[p as usize]);
+    }
+    kept
+}
+
+/// Each node's needs, rule, attempts, retry conditions and lost-agent retries.
+type Summary = BTreeMap<String, (Vec<String>, When, u32, Vec<RetryOn>, u32)>;
+
+fn summary(wf: &Workflow) -> Summary {
     wf.nodes
         .iter()
         .map(|n| {
@@ -426,6 +480,7 @@ fn summary(wf: &Workflow) -> BTreeMap<String, (Vec<String>, u32, Vec<RetryOn>, u
                 n.id.clone(),
                 (
                     n.needs.clone(),
+                    n.when,
                     n.retry.attempts,
                     n.retry.on.clone(),
                     n.retry.lost_attempts,

@@ -1,0 +1,16 @@
+//! `GET /api/v1/resources`.
+
+use axum::extract::State;
+use baton_api::ResourceDoc;
+
+use crate::AppState;
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::extract::Json;
+
+pub(crate) async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ResourceDoc>>, ApiError> {
+    Ok(Json(state.store().resources().await?))
+}

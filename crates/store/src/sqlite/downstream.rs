@@ -1,0 +1,84 @@
+//! What a node's end does to the nodes below it, under their trigger rules (`when`).
+//!
+//! Each child keeps counters of its needs (`remaining`, `needs_bad`, `needs_failed`); an
+//! end updates them with one keyed `UPDATE … RETURNING` per edge, and [`gate`] decides
+//! whether a waiting child becomes ready, is skipped (and ends in turn for its own
+//! children) or keeps waiting. The cost is the edges touched, whatever the rule.
+
+use baton_core::{Gate, NodeState, Upstream, counts_as, gate};
+use rusqlite::params;
+
+use super::cache::Compiled;
+use super::db::{Db, SqlResult, state};
+use super::runs::RunRow;
+use crate::Result;
+
+/// Node `idx` of `run` just ended in `end` (its own row and the run's counters already
+/// say so): counts the end for each child, readies or skips the waiting ones their rules
+/// now decide, and carries skips on down. Returns true when some node became claimable
+/// right now (each is also noted with [`Db::mark_readied`]).
+pub(crate) fn node_ended(
+    db: &Db<'_>,
+    run: &mut RunRow,
+    compiled: &Compiled,
+    idx: u32,
+    end: NodeState,
+) -> Result<bool> {
+    let mut count = db
+        .conn
+        .prepare_cached(
+            "UPDATE nodes SET remaining = remaining - 1, needs_bad = needs_bad + ?3, \
+               needs_failed = needs_failed + ?4 \
+             WHERE run_id = ?1 AND idx = ?2 \
+             RETURNING id, status, remaining, needs_bad, needs_failed",
+        )
+        .ctx("counting a need's end")?;
+    let mut woke = false;
+    let mut ended = vec![(idx, end)];
+    while let Some((p, s)) = ended.pop() {
+        let (bad, failed) = counts_as(s);
+        for &child in compiled.dag.children(p) {
+            let (id, now_state, up): (i64, NodeState, Upstream) = count
+                .query_row(params![run.id, child, bad, failed], |r| {
+                    Ok((
+                        r.get(0)?,
+                        state(r, 1)?,
+                        Upstream {
+                            needs: compiled.dag.needs(child).len() as u32,
+                            remaining: counter(r.get(2)?),
+                            bad: counter(r.get(3)?),
+                            failed: counter(r.get(4)?),
+                        },
+                    ))
+                })
+                .ctx("counting a need's end")?;
+            // Children that no longer wait only keep count.
+            if now_state != NodeState::Waiting {
+                continue;
+            }
+            let to = match gate(compiled.node(child)?.when, up) {
+                Gate::Wait => continue,
+                Gate::Ready => NodeState::Ready,
+                Gate::Skip => NodeState::Skipped,
+            };
+            let ready_at = (to == NodeState::Ready).then_some(db.now);
+            db.conn
+                .prepare_cached("UPDATE nodes SET status = ?2, ready_at = ?3 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id, to.as_str(), ready_at]))
+                .ctx("moving a node its needs decided")?;
+            run.counts.shift(NodeState::Waiting, to, 1);
+            if to == NodeState::Ready {
+                woke = true;
+                db.mark_readied(id);
+            } else {
+                ended.push((child, to));
+            }
+        }
+    }
+    Ok(woke)
+}
+
+/// A stored counter; a negative one (which the store never writes) reads as 0.
+fn counter(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
