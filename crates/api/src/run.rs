@@ -249,3 +249,26 @@ pub struct LogPage {
     /// Pass as `after` for the next page; equal to the request's when nothing is newer.
     pub next: i64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_run_refuses_a_priority_out_of_range() {
+        let mut req = CreateRun::latest("w");
+        assert_eq!(req.check(), Ok(()));
+        for ok in [-1_000_000, 0, 1_000_000] {
+            req.priority = Some(ok);
+            assert_eq!(req.check(), Ok(()), "{ok}");
+        }
+        req.priority = Some(1_000_001);
+        assert_eq!(
+            req.check(),
+            Err(
+                "priority 1000001 is out of range: use a whole number from -1000000 to 1000000"
+                    .to_owned()
+            )
+        );
+    }
+}

@@ -58,7 +58,11 @@ pub fn resources_table(resources: &[ResourceDoc], now_ms: i64) -> String {
         }
         let unlisted = r.waiting.saturating_sub(r.waiters.len() as u64);
         if unlisted > 0 {
-            table.row(vec![r.name.clone(), format!("+{unlisted} more waiting")]);
+            table.row(vec![
+                r.name.clone(),
+                "waiting".to_owned(),
+                format!("+{unlisted} more"),
+            ]);
         }
     }
     table.render()
@@ -106,11 +110,11 @@ mod tests {
             ],
         }];
         insta::assert_snapshot!(resources_table(&list, T0), @r"
-        RESOURCE  STATE                RUN           NODE            COUNT  AGENT     PRIORITY  SINCE
-        db        held                 0193a1b2-run  migrate/apply   2      build-01  -         42s ago
-        db        waiting #1           0193a1b3-run  release/schema  1      -         10        5s ago
-        db        waiting #2           0193a1b4-run  migrate/apply   2      -         0         1m ago
-        db        +101 more waiting
+        RESOURCE  STATE       RUN           NODE            COUNT  AGENT     PRIORITY  SINCE
+        db        held        0193a1b2-run  migrate/apply   2      build-01  -         42s ago
+        db        waiting #1  0193a1b3-run  release/schema  1      -         10        5s ago
+        db        waiting #2  0193a1b4-run  migrate/apply   2      -         0         1m ago
+        db        waiting     +101 more
         ");
     }
 }

@@ -126,7 +126,9 @@ pub trait Store: Send + Sync + 'static {
     async fn resources(&self) -> Result<Vec<ResourceDoc>>;
 
     /// Hands the agent up to `max` ready nodes it can run, each as a new attempt leased for
-    /// `lease_ms`; also names its attempts whose run is being canceled.
+    /// `lease_ms`, highest run priority first and in ready order within a priority; a node
+    /// naming resources only while each has room for it (its attempt then holds them until
+    /// it ends). Also names the agent's attempts whose run is being canceled.
     async fn claim(&self, agent_id: &str, max: u32, lease_ms: u64) -> Result<Claimed>;
 
     /// Marks a claimed attempt as started. `Stale` when it is not the agent's current attempt.

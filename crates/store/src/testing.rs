@@ -185,6 +185,7 @@ macro_rules! conformance_tests {
             backing_off_nodes_wait_whatever_their_priority,
             resources_list_holders_and_waiters,
             concurrent_claims_never_overfill_a_resource,
+            claims_find_free_nodes_behind_many_waiting_ones,
             all_success_skips_and_any_failure_runs_after_a_failure,
             any_failure_counts_errors_but_not_skips,
             any_failure_is_skipped_when_every_need_succeeds,

@@ -258,3 +258,144 @@ fn rand_suffix() -> u32 {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos())
 }
+
+/// Two replicas create runs of a workflow limited to two active runs at once, and finish
+/// them through either replica: never more than two hold a place, none is free while runs
+/// wait, and every run ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_keep_a_concurrency_limit_together() {
+    let Some(url) = url("replicas_keep_a_concurrency_limit_together") else {
+        return;
+    };
+    let (a, schema) = fresh_pg_store(&url).await;
+    let a = Arc::new(a);
+    let b = Arc::new(replica(&url, schema.name()).await);
+    let mut wf = workflow("limited", vec![node("x", &[])]);
+    wf.concurrency = Some(baton_core::Concurrency {
+        limit: 2,
+        on_conflict: baton_core::OnConflict::Queue,
+    });
+    a.apply_workflow(&wf, "src").await.expect("apply");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s: Arc<dyn Store> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.create_run(&baton_api::CreateRun::latest("limited"))
+                .await
+                .expect("create")
+        }));
+    }
+    for t in tasks {
+        t.await.expect("creator");
+    }
+    let ag = agent(&*a, "worker", &[], &[]).await;
+    let mut ended = 0;
+    for round in 0.. {
+        let runs = a
+            .list_runs(&baton_api::RunFilter {
+                workflow: Some("limited".into()),
+                status: None,
+                limit: Some(100),
+            })
+            .await
+            .expect("list");
+        let active = runs
+            .iter()
+            .filter(|r| !r.status.is_terminal() && r.status != baton_core::RunState::Created)
+            .count();
+        let queued = runs
+            .iter()
+            .filter(|r| r.status == baton_core::RunState::Created)
+            .count();
+        assert!(active <= 2, "{active} active");
+        assert!(
+            queued == 0 || active == 2,
+            "a free place while {queued} wait"
+        );
+        ended = runs.iter().filter(|r| r.status.is_terminal()).count();
+        if ended == 20 {
+            break;
+        }
+        assert!(round < 100, "runs stopped moving: {ended} ended");
+        let claimer: &dyn Store = if round % 2 == 0 { &*a } else { &*b };
+        let (got, _) = claim_nodes(claimer, &ag, 10).await;
+        let mut reports = Vec::new();
+        for (i, x) in got.into_iter().enumerate() {
+            let s: Arc<dyn Store> = if i % 2 == 0 { b.clone() } else { a.clone() };
+            let ag = ag.clone();
+            reports.push(tokio::spawn(async move {
+                s.report(&ag, aref(&x), Outcome::exited(0), None)
+                    .await
+                    .expect("report")
+            }));
+        }
+        for r in reports {
+            r.await.expect("reporter");
+        }
+    }
+    assert_eq!(ended, 20);
+}
+
+/// Agents on two replicas claim nodes of a `count: 2` resource at once, round after round:
+/// never more than two hold it, and every node runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_never_overfill_a_counted_resource() {
+    let Some(url) = url("replicas_never_overfill_a_counted_resource") else {
+        return;
+    };
+    let (a, schema) = fresh_pg_store(&url).await;
+    let a: Arc<dyn Store> = Arc::new(a);
+    let b: Arc<dyn Store> = Arc::new(replica(&url, schema.name()).await);
+    let nodes: Vec<_> = (0..16)
+        .map(|i| {
+            let mut n = node(&format!("n{i:02}"), &[]);
+            n.resources = vec![baton_core::ResourceUse {
+                name: "pool".to_owned(),
+                count: 2,
+            }];
+            n
+        })
+        .collect();
+    start_run(&*a, &workflow("pool", nodes)).await;
+    let mut claimers = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let id = agent(&*store, &format!("w{i}"), &[], &[]).await;
+        claimers.push((store, Arc::new(id)));
+    }
+    let mut ran = std::collections::BTreeSet::new();
+    for round in 0.. {
+        assert!(round < 200, "no progress: {ran:?}");
+        let tasks: Vec<_> = claimers
+            .iter()
+            .map(|(store, id)| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move {
+                    let got = store.claim(&id, 3, 10_000).await.expect("claim");
+                    (store, id, got.assignments)
+                })
+            })
+            .collect();
+        let mut held = Vec::new();
+        for t in tasks {
+            let (store, id, got) = t.await.expect("claimer");
+            held.extend(got.into_iter().map(|x| (store.clone(), id.clone(), x)));
+        }
+        assert!(held.len() <= 2, "round {round}: {} holders", held.len());
+        let listed = b.resources().await.expect("resources");
+        assert_eq!(
+            listed.iter().map(|r| r.holders.len()).sum::<usize>(),
+            held.len()
+        );
+        for (store, id, x) in &held {
+            assert!(ran.insert(x.node.clone()), "{} ran twice", x.node);
+            store
+                .report(id, aref(x), Outcome::exited(0), None)
+                .await
+                .expect("report");
+        }
+        if ran.len() == 16 {
+            break;
+        }
+    }
+}

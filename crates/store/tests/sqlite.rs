@@ -152,6 +152,26 @@ async fn deadline_queries_use_their_indexes() {
             "SELECT id FROM runs WHERE retry_of = 'x' ORDER BY id",
             "runs_by_retry_of",
         ),
+        // The concurrency safety net, and the counts every limited create and run end make.
+        (
+            "SELECT DISTINCT workflow FROM runs INDEXED BY runs_queued_by_workflow \
+             WHERE status = 'created'",
+            "runs_queued_by_workflow",
+        ),
+        (
+            "SELECT id, version_id FROM runs \
+             WHERE workflow = 'w' AND status = 'created' AND id > '' ORDER BY id LIMIT 64",
+            "runs_queued_by_workflow",
+        ),
+        (
+            "SELECT count(*) FROM runs WHERE workflow = 'w' AND status = 'created'",
+            "runs_queued_by_workflow",
+        ),
+        (
+            "SELECT id, cancel_requested FROM runs \
+             WHERE workflow = 'w' AND status IN ('pending', 'running') ORDER BY id",
+            "runs_active_by_workflow",
+        ),
     ] {
         let got = plan(sql);
         assert!(got.contains(index), "{sql}\n  plan: {got}");
@@ -212,12 +232,102 @@ async fn claim_queries_use_their_indexes() {
            AND (n.prio_key, n.ready_at, n.id) > (-5, 10, 3) \
          ORDER BY n.prio_key, n.ready_at, n.id LIMIT 20",
     );
+    // SQLite bounds the range by the row value's leading columns and checks the rest.
     assert!(
-        walk.contains("SEARCH n USING INDEX nodes_ready (req_id=? AND (prio_key,ready_at,id)>(?,?,?))"),
+        walk.contains("SEARCH n USING INDEX nodes_ready (req_id=? AND (prio_key,ready_at"),
         "{walk}"
     );
-    assert!(walk.contains("SEARCH r USING INDEX sqlite_autoindex_runs_1 (id=?)"), "{walk}");
+    assert!(
+        walk.contains("SEARCH r USING INDEX sqlite_autoindex_runs_1 (id=?)"),
+        "{walk}"
+    );
     assert!(!walk.contains("TEMP B-TREE"), "{walk}");
     let holds = plan("SELECT COUNT(*), MIN(capacity) FROM resource_holds WHERE resource = 'db'");
-    assert!(holds.contains("USING PRIMARY KEY (resource=?)") || holds.contains("sqlite_autoindex_resource_holds_1 (resource=?)"), "{holds}");
+    assert!(
+        holds.contains("USING PRIMARY KEY (resource=?)")
+            || holds.contains("sqlite_autoindex_resource_holds_1 (resource=?)"),
+        "{holds}"
+    );
+}
+
+#[tokio::test]
+async fn a_version_2_database_keeps_its_resource_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("baton.db");
+    let clock = TestClock::new();
+    let now = clock.now();
+    let mut locked = node("deploy", &[]);
+    locked.resources = vec!["prod".into()];
+    let wf = workflow("ship", vec![locked]);
+    {
+        // Schema 2, as the previous release left it: a run whose node holds `prod` (then a
+        // single-holder key) through a live attempt of agent `old`.
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .expect("schema 1");
+        conn.execute_batch(include_str!(
+            "../migrations/sqlite/0002_deadlines_rerun.sql"
+        ))
+        .expect("schema 2");
+        conn.pragma_update(None, "user_version", 2)
+            .expect("version");
+        let req = serde_json::to_string(&baton_core::Requirement {
+            function: "shell".to_owned(),
+            selector: Default::default(),
+        })
+        .expect("requirement key");
+        let definition = serde_json::to_string(&wf).expect("definition");
+        conn.execute_batch(&format!(
+            "INSERT INTO workflow_versions VALUES \
+               ('v1', 'ship', 1, '{definition}', '', 'd', 1, {now});
+             INSERT INTO requirements VALUES (1, '{req}', 'shell', '{{}}');
+             INSERT INTO runs (id, workflow, version, version_id, status, created_at, \
+               started_at, total, n_pending) \
+               VALUES ('r1', 'ship', 1, 'v1', 'running', {now}, {now}, 1, 1);
+             INSERT INTO nodes (id, run_id, idx, status, remaining, attempts, req_id, \
+               attempt_id) VALUES (1, 'r1', 0, 'pending', 0, 1, 1, 1);
+             INSERT INTO agents VALUES ('ag1', 'old', '{{}}', '[\"shell\"]', 1, 'x', \
+               {now}, {now}, NULL);
+             INSERT INTO attempts (id, node_id, run_id, number, agent_id, fence, status, \
+               claimed_at, lease_until) VALUES (1, 1, 'r1', 1, 'ag1', 7, 'pending', {now}, \
+               {lease});
+             INSERT INTO resource_holds VALUES ('prod', 1);",
+            lease = now + LEASE as i64,
+        ))
+        .expect("schema 2 rows");
+    }
+
+    let s = open(&path, &clock);
+    let list = s.resources().await.expect("resources");
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].name, "prod");
+    assert_eq!(list[0].holders[0].run_id, "r1");
+    assert_eq!(list[0].holders[0].agent, "old");
+    assert_eq!(list[0].holders[0].count, 1, "old holds were exclusive");
+
+    // The old hold still keeps a new run out, and ends with its attempt.
+    let ag = agent(&s, "new", &[], &[]).await;
+    let run = start_run(&s, &wf).await;
+    assert!(claim_nodes(&s, &ag, 1).await.0.is_empty(), "prod is held");
+    s.report(
+        "ag1",
+        baton_api::AttemptRef {
+            attempt_id: 1,
+            fence: 7,
+        },
+        Outcome::exited(0),
+        None,
+    )
+    .await
+    .expect("the old attempt reports");
+    assert_eq!(
+        s.run("r1").await.expect("old run").status,
+        RunState::Success
+    );
+    let (got, _) = claim_nodes(&s, &ag, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].run_id, run);
+    let list = s.resources().await.expect("resources");
+    assert_eq!(list[0].holders.len(), 1);
+    assert_eq!(list[0].holders[0].run_id, run);
 }

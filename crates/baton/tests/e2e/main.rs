@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `baton` binary as server, agents and client.
 
 mod auth;
+mod concurrency;
 mod dag;
 mod embedded;
 mod faults;

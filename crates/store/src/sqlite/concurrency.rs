@@ -150,11 +150,18 @@ pub(crate) fn entry_message(
 ) -> Option<String> {
     match admission {
         Admission::Start => None,
-        Admission::Queue { .. } => Some(format!(
-            "queued: workflow {workflow} has {} (limit {})",
-            describe(census),
-            c.limit
-        )),
+        Admission::Queue { .. } => {
+            let why = if c.on_conflict == OnConflict::CancelRunning {
+                "; on_conflict: cancel_running stops the oldest to make room"
+            } else {
+                ""
+            };
+            Some(format!(
+                "queued: workflow {workflow} has {} (limit {}){why}",
+                describe(census),
+                c.limit
+            ))
+        }
         Admission::Cancel => {
             let ids: Vec<String> = census.active.iter().map(|(id, _)| id.clone()).collect();
             let which = if ids.is_empty() {
@@ -458,7 +465,11 @@ pub(crate) fn stalled(db: &Db<'_>) -> Result<Vec<String>> {
     let workflows: Vec<String> = {
         let mut stmt = db
             .conn
-            .prepare_cached("SELECT DISTINCT workflow FROM runs WHERE status = 'created'")
+            .prepare_cached(
+                // Walked in workflow order, so DISTINCT needs no temporary tree.
+                "SELECT DISTINCT workflow FROM runs INDEXED BY runs_queued_by_workflow \
+                 WHERE status = 'created'",
+            )
             .ctx("finding queued runs")?;
         let rows = stmt
             .query_map([], |r| r.get(0))

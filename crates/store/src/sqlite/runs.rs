@@ -84,7 +84,8 @@ pub(crate) struct RunRow {
     /// canceled it (`runs.message`, written by `concurrency`, never by [`RunRow::save`]).
     pub(crate) message: Option<String>,
     /// Set by [`RunRow::settle`] when this call ended a run that held a place of its
-    /// workflow's concurrency limit (`pending` or `running`): saving it admits queued runs.
+    /// workflow's concurrency limit (`pending` or `running`): queued runs are admitted when
+    /// it is saved (SQLite) or when the transaction ends (PostgreSQL).
     pub(crate) vacated: bool,
 }
 

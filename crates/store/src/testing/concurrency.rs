@@ -53,8 +53,14 @@ async fn check_limit(s: &dyn Store, workflow: &str, limit: usize) -> (usize, usi
         .values()
         .filter(|st| matches!(st, RunState::Pending | RunState::Running))
         .count();
-    let queued = states.values().filter(|&&st| st == RunState::Created).count();
-    assert!(active <= limit, "{active} active runs over the limit {limit}: {states:?}");
+    let queued = states
+        .values()
+        .filter(|&&st| st == RunState::Created)
+        .count();
+    assert!(
+        active <= limit,
+        "{active} active runs over the limit {limit}: {states:?}"
+    );
     assert!(
         queued == 0 || active == limit,
         "a place is free while {queued} runs wait: {states:?}"
@@ -89,9 +95,12 @@ pub async fn concurrency_queue_admits_the_oldest_when_a_place_frees(h: Harness) 
     let ag = agent(s, "a", &[], &[]).await;
     for limit in [1usize, 2] {
         let name = format!("queue{limit}");
-        s.apply_workflow(&limited(&name, limit as u32, OnConflict::Queue, true), "src")
-            .await
-            .expect("apply");
+        s.apply_workflow(
+            &limited(&name, limit as u32, OnConflict::Queue, true),
+            "src",
+        )
+        .await
+        .expect("apply");
         let mut runs = Vec::new();
         for _ in 0..limit + 2 {
             runs.push(create(s, &name).await);
@@ -150,7 +159,10 @@ pub async fn concurrency_queue_admits_the_oldest_when_a_place_frees(h: Harness) 
         assert_eq!(check_limit(s, &name, limit).await, (limit, 1));
         let started = s.run(&waiting.id).await.expect("run");
         assert_eq!(started.status, RunState::Pending);
-        assert_eq!(started.message, None, "an admitted run no longer says why it waits");
+        assert_eq!(
+            started.message, None,
+            "an admitted run no longer says why it waits"
+        );
         assert_eq!(started.nodes["a"].status, NodeState::Ready);
         assert_eq!(started.nodes["b"].status, NodeState::Waiting);
         assert_eq!(
@@ -180,11 +192,7 @@ pub async fn concurrency_queue_admits_the_oldest_when_a_place_frees(h: Harness) 
         }
         let states = run_states(s, &name).await;
         assert_eq!(states[first], RunState::Failure);
-        assert!(
-            runs[1..]
-                .iter()
-                .all(|r| states[&r.id] == RunState::Success)
-        );
+        assert!(runs[1..].iter().all(|r| states[&r.id] == RunState::Success));
     }
 }
 
@@ -248,9 +256,12 @@ pub async fn concurrency_cancel_new_cancels_the_new_run_at_once(h: Harness) {
 pub async fn concurrency_cancel_running_stops_the_oldest_then_starts(h: Harness) {
     let s = &*h.store;
     let ag = agent(s, "a", &[], &[]).await;
-    s.apply_workflow(&limited("deploy", 1, OnConflict::CancelRunning, true), "src")
-        .await
-        .expect("apply");
+    s.apply_workflow(
+        &limited("deploy", 1, OnConflict::CancelRunning, true),
+        "src",
+    )
+    .await
+    .expect("apply");
     let old = create(s, "deploy").await;
     let got = claim_all(s, &ag).await;
     let a = &got[&old.id][0];
@@ -259,7 +270,11 @@ pub async fn concurrency_cancel_running_stops_the_oldest_then_starts(h: Harness)
     let new = create(s, "deploy").await;
     assert_eq!(new.status, RunState::Created, "{new:?}");
     let old_now = s.run(&old.id).await.expect("run");
-    assert_eq!(old_now.status, RunState::Running, "its attempt is still live");
+    assert_eq!(
+        old_now.status,
+        RunState::Running,
+        "its attempt is still live"
+    );
     assert!(old_now.cancel_requested);
     assert_eq!(old_now.reason, Some(Reason::Concurrency));
     assert!(
@@ -381,7 +396,10 @@ pub async fn concurrency_admits_when_runs_end_by_reap_or_deadlines(h: Harness) {
     );
     h.clock.advance(1);
     s.expire_deadlines().await.expect("deadlines");
-    assert_eq!(s.run(&behind.id).await.expect("run").status, RunState::Error);
+    assert_eq!(
+        s.run(&behind.id).await.expect("run").status,
+        RunState::Error
+    );
 }
 
 /// A queued run can be canceled: it ends at once, says no more that it waits, and never
@@ -416,7 +434,10 @@ pub async fn concurrency_queued_and_canceled_runs(h: Harness) {
     s.report(&ag, aref(a), Outcome::canceled(Reason::Canceled), None)
         .await
         .expect("report");
-    assert_eq!(s.run(&last.id).await.expect("run").status, RunState::Pending);
+    assert_eq!(
+        s.run(&last.id).await.expect("run").status,
+        RunState::Pending
+    );
     assert_eq!(check_limit(s, "w", 1).await, (1, 0));
 }
 
@@ -469,12 +490,18 @@ pub async fn concurrency_concurrent_creates_keep_the_limit(h: Harness) {
     const LIMIT: usize = 3;
     let s = h.store.clone();
     let ag = agent(&*s, "a", &[], &[]).await;
-    s.apply_workflow(&limited("race", LIMIT as u32, OnConflict::Queue, false), "src")
-        .await
-        .expect("apply");
-    s.apply_workflow(&limited("drop", LIMIT as u32, OnConflict::CancelNew, false), "src")
-        .await
-        .expect("apply");
+    s.apply_workflow(
+        &limited("race", LIMIT as u32, OnConflict::Queue, false),
+        "src",
+    )
+    .await
+    .expect("apply");
+    s.apply_workflow(
+        &limited("drop", LIMIT as u32, OnConflict::CancelNew, false),
+        "src",
+    )
+    .await
+    .expect("apply");
     let mut tasks = Vec::new();
     for i in 0..RUNS * 2 {
         let s = Arc::clone(&s);
@@ -584,10 +611,16 @@ pub async fn concurrency_random_histories_keep_the_limit(h: Harness) {
                     } else {
                         Outcome::canceled(Reason::Canceled)
                     };
-                    let outcome = if rng(2) == 0 { Outcome::exited(0) } else { outcome };
+                    let outcome = if rng(2) == 0 {
+                        Outcome::exited(0)
+                    } else {
+                        outcome
+                    };
                     // A report of a run canceled meanwhile may be answered differently,
                     // never refused.
-                    s.report(&ag, aref(&a), outcome, None).await.expect("report");
+                    s.report(&ag, aref(&a), outcome, None)
+                        .await
+                        .expect("report");
                 }
                 4 => {
                     let states = run_states(s, &name).await;

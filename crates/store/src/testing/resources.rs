@@ -442,3 +442,20 @@ pub async fn concurrent_claims_never_overfill_a_resource(h: Harness) {
         done += held.len();
     }
 }
+
+/// A claim pages past many nodes waiting for a resource (all ready at the same instant,
+/// so only the row id orders them) to reach a free one behind them.
+pub async fn claims_find_free_nodes_behind_many_waiting_ones(h: Harness) {
+    let s = &*h.store;
+    let mut nodes: Vec<NodeSpec> = (0..40)
+        .map(|i| using(&format!("w{i:02}"), &[("db", 1)]))
+        .collect();
+    nodes.push(node("free", &[]));
+    let ag = agent(s, "a", &[], &[]).await;
+    run_at(s, &workflow("crowd", nodes), None).await;
+    let (_, got) = claim_nodes(s, &ag, 2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.contains("w00"), "the first in line takes db: {got:?}");
+    assert!(got.contains("free"), "the free node is found: {got:?}");
+    assert!(claim_nodes(s, &ag, 2).await.0.is_empty());
+}
