@@ -30,6 +30,36 @@ fn self_contained_run_of_the_ci_example_succeeds() {
 }
 
 #[test]
+fn self_contained_run_of_the_nightly_example_merges_and_passes_outputs() {
+    let home = tempfile::tempdir().unwrap();
+    let out = baton(home.path())
+        .args(["run", "--json", "--agents", "3"])
+        .arg(example("nightly.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "success");
+    assert_eq!(doc["priority"], 5);
+    let states = node_states(&doc);
+    assert_eq!(states["roll-back"], "skipped", "{doc}");
+    assert_eq!(states["summary"], "success", "{doc}");
+    assert_eq!(states["publish"], "success", "{doc}");
+    let artifact = doc["nodes"]["build-arm64"]["outputs"]["artifact"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        artifact.starts_with("app-nightly-") && artifact.ends_with("-arm64.tar"),
+        "{doc}"
+    );
+}
+
+#[test]
 fn self_contained_run_of_a_failing_workflow_exits_1() {
     let home = tempfile::tempdir().unwrap();
     let out = baton(home.path())
@@ -91,6 +121,8 @@ fn validate_accepts_every_example() {
         "fan-out.yaml",
         "failing.yaml",
         "builtins.json",
+        "nightly.yaml",
+        "plugin-demo.yaml",
     ] {
         let out = baton(home.path())
             .arg("validate")
