@@ -23,6 +23,7 @@
 
 mod attempts;
 mod batch;
+mod claim_walk;
 mod concurrency;
 mod deadlines;
 mod outputs;
@@ -37,6 +38,7 @@ mod triggers;
 
 pub use attempts::*;
 pub use batch::*;
+pub use claim_walk::*;
 pub use concurrency::*;
 pub use deadlines::*;
 pub use outputs::*;
@@ -183,9 +185,13 @@ macro_rules! conformance_tests {
             claims_take_the_highest_priority_first,
             equal_priority_claims_go_in_ready_order,
             backing_off_nodes_wait_whatever_their_priority,
+            claims_reach_lower_priority_work_past_many_backing_off_nodes,
             resources_list_holders_and_waiters,
             concurrent_claims_never_overfill_a_resource,
             claims_find_free_nodes_behind_many_waiting_ones,
+            waiting_for_an_emptier_resource_is_not_starved_by_overlapping_holders,
+            a_first_waiter_that_goes_away_frees_the_resource_for_the_rest,
+            a_higher_priority_waiter_goes_before_the_first_in_line,
             all_success_skips_and_any_failure_runs_after_a_failure,
             any_failure_counts_errors_but_not_skips,
             any_failure_is_skipped_when_every_need_succeeds,

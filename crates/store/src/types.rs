@@ -126,7 +126,8 @@ pub struct Expired {
     /// learn of it.
     pub canceling: bool,
     /// True when a node ended here made a node below it claimable (a trigger rule such as
-    /// `any_failure` or `all_done` was met): held claims must look again.
+    /// `any_failure` or `all_done` was met), or named resources (it may have been first in
+    /// line for one, keeping others from it): held claims must look again.
     pub woke: bool,
     /// When the next deadline falls due (epoch ms), if any.
     pub next_due: Option<i64>,

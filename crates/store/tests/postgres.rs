@@ -399,3 +399,46 @@ async fn replicas_never_overfill_a_counted_resource() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_meeting_a_resource_being_taken_looks_again_soon() {
+    let Some(url) = url("a_claim_meeting_a_resource_being_taken_looks_again_soon") else {
+        return;
+    };
+    let clock = baton_store::testing::TestClock::new();
+    let (store, schema) = fresh_pg_store(&url).await;
+    let store = store.with_clock(clock.as_fn());
+    let mut locked = node("x", &[]);
+    locked.resources = vec![baton_core::ResourceUse {
+        name: "db".to_owned(),
+        count: 1,
+    }];
+    start_run(&store, &workflow("locked", vec![locked])).await;
+    let ag = agent(&store, "a", &[], &[]).await;
+    // Another claim taking `db` right now: it holds the resource's advisory lock (the key
+    // `resources` uses) until its transaction ends.
+    let (other, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    other
+        .batch_execute(&format!(
+            "SET search_path TO {}; BEGIN; \
+             SELECT pg_advisory_xact_lock(hashtextextended( \
+               'baton:resource:' || COALESCE(current_schema(), '') || ':db', 0))",
+            schema.name()
+        ))
+        .await
+        .expect("take the resource's lock");
+
+    let got = store.claim(&ag, 2, 10_000).await.expect("claim");
+    assert!(got.assignments.is_empty(), "{:?}", got.assignments);
+    // Only this agent looks again, soon; nobody else is woken.
+    assert_eq!(got.next_ready_at, Some(clock.now() + 100));
+
+    other.batch_execute("ROLLBACK").await.expect("release");
+    let (x, _) = claim_nodes(&store, &ag, 2).await;
+    assert_eq!(x.len(), 1, "the resource is free again");
+    drop(other);
+    let _ = driver.await;
+}

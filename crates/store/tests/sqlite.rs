@@ -222,19 +222,22 @@ async fn claim_queries_use_their_indexes() {
             .collect::<Vec<_>>()
             .join("; ")
     };
-    // Every claim walks ready nodes in (priority, ready order) with keyset pagination: the
-    // index must give them in that order (no sort), from the key on, and reach the run by
-    // its key; a resource's holds are read by the key's prefix.
+    // Every claim walks ready nodes one priority level at a time, each level's claimable
+    // nodes in ready order with keyset pagination: the index must give them in that order
+    // (no sort), from the key on and up to now (never reading those backing off), and
+    // reach the run by its key; a resource's holds are read by the key's prefix.
     let walk = plan(
         "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, n.attempts, r.version_id \
          FROM nodes n JOIN runs r ON r.id = n.run_id \
-         WHERE n.req_id = 1 AND n.status = 'ready' \
-           AND (n.prio_key, n.ready_at, n.id) > (-5, 10, 3) \
-         ORDER BY n.prio_key, n.ready_at, n.id LIMIT 20",
+         WHERE n.req_id = 1 AND n.status = 'ready' AND n.prio_key = -5 \
+           AND n.ready_at <= 100 AND (n.ready_at, n.id) > (10, 3) \
+         ORDER BY n.ready_at, n.id LIMIT 20",
     );
-    // SQLite bounds the range by the row value's leading columns and checks the rest.
+    // SQLite bounds the range by the row value's leading column and `ready_at <= now`, and
+    // checks the rest.
     assert!(
-        walk.contains("SEARCH n USING INDEX nodes_ready (req_id=? AND (prio_key,ready_at"),
+        walk.contains("SEARCH n USING INDEX nodes_ready (req_id=? AND prio_key=? AND ")
+            && walk.contains("ready_at<?"),
         "{walk}"
     );
     assert!(
@@ -242,6 +245,49 @@ async fn claim_queries_use_their_indexes() {
         "{walk}"
     );
     assert!(!walk.contains("TEMP B-TREE"), "{walk}");
+    // A level's first page seeks the level in the same statement.
+    let first = plan(
+        "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, n.attempts, r.version_id \
+         FROM nodes n JOIN runs r ON r.id = n.run_id \
+         WHERE n.req_id = 1 AND n.status = 'ready' \
+           AND n.prio_key = (SELECT MIN(prio_key) FROM nodes \
+             WHERE req_id = 1 AND status = 'ready' AND prio_key > -5) \
+           AND n.ready_at <= 100 \
+         ORDER BY n.ready_at, n.id LIMIT 20",
+    );
+    assert!(
+        first.starts_with(
+            "SEARCH n USING INDEX nodes_ready (req_id=? AND prio_key=? AND ready_at<?)"
+        ),
+        "{first}"
+    );
+    assert!(
+        first.contains("INDEX nodes_ready (req_id=? AND prio_key>?)")
+            && first.contains("SEARCH r USING INDEX sqlite_autoindex_runs_1 (id=?)"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("SCAN") && !first.contains("TEMP B-TREE"),
+        "{first}"
+    );
+    // The next level, and the earliest backing-off node of a level, are one seek each.
+    for seek in [
+        "SELECT MIN(prio_key) FROM nodes \
+         WHERE req_id = 1 AND status = 'ready' AND prio_key > -5",
+        "SELECT MIN(ready_at) FROM nodes \
+         WHERE req_id = 1 AND status = 'ready' AND prio_key = -5 AND ready_at > 100",
+    ] {
+        let seek = plan(seek);
+        assert!(
+            seek.starts_with("SEARCH nodes USING ")
+                && seek.contains("INDEX nodes_ready (req_id=? AND prio_key"),
+            "{seek}"
+        );
+        assert!(
+            !seek.contains("SCAN") && !seek.contains("TEMP B-TREE"),
+            "{seek}"
+        );
+    }
     let holds = plan("SELECT COUNT(*), MIN(capacity) FROM resource_holds WHERE resource = 'db'");
     assert!(
         holds.contains("USING PRIMARY KEY (resource=?)")

@@ -41,3 +41,18 @@ ALTER TABLE resource_holds ADD PRIMARY KEY (resource, attempt_id);
 -- holders stay within every holder's count and its own, so a node that asked for the
 -- resource alone keeps it alone whatever later nodes declare.
 ALTER TABLE resource_holds ADD COLUMN capacity BIGINT NOT NULL DEFAULT 1;
+
+-- Resources, fairness across claims: per resource, the first node in line (claim order:
+-- prio_key, ready_at, node id) that a claim refused for lack of room. While that node is
+-- still ready since `ready_at` (a later wait of the same node is a new place in line),
+-- nodes behind it may not take the resource, whatever room is left, so holders that keep
+-- overlapping cannot starve it. Read and written only under the resource's advisory lock.
+-- Deleted when the node is claimed; a row whose node ended otherwise (canceled, queue
+-- timeout) is ignored and replaced by the next refusal. No foreign key: a row naming a
+-- node that is gone is simply stale.
+CREATE TABLE resource_waiters (
+    resource  TEXT PRIMARY KEY,
+    node_id   BIGINT NOT NULL,
+    prio_key  BIGINT NOT NULL,
+    ready_at  BIGINT NOT NULL
+);

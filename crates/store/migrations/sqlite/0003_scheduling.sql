@@ -49,3 +49,17 @@ INSERT INTO resource_holds (resource, attempt_id)
     SELECT resource, attempt_id FROM resource_holds_v2;
 DROP TABLE resource_holds_v2;
 CREATE INDEX resource_holds_by_attempt ON resource_holds (attempt_id);
+
+-- Resources, fairness across claims: per resource, the first node in line (claim order:
+-- prio_key, ready_at, node id) that a claim refused for lack of room. While that node is
+-- still ready since `ready_at` (a later wait of the same node is a new place in line),
+-- nodes behind it may not take the resource, whatever room is left, so holders that keep
+-- overlapping cannot starve it. Deleted when the node is claimed; a row whose node ended
+-- otherwise (canceled, queue timeout) is ignored and replaced by the next refusal. No
+-- foreign key: a row naming a node that is gone is simply stale.
+CREATE TABLE resource_waiters (
+    resource  TEXT PRIMARY KEY,
+    node_id   INTEGER NOT NULL,
+    prio_key  INTEGER NOT NULL,
+    ready_at  INTEGER NOT NULL
+);

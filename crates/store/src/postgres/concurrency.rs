@@ -36,7 +36,10 @@ use crate::{Result, StoreError};
 async fn lock(db: &Db<'_>, workflow: &str) -> Result<()> {
     db.query_one(
         "waiting for a workflow's concurrency lock",
-        "SELECT pg_advisory_xact_lock(hashtextextended('baton:concurrency:' || $1, 0))",
+        // The key names the schema, so stores in different schemas of one database
+        // (tests) do not serialise on each other.
+        "SELECT pg_advisory_xact_lock(hashtextextended( \
+           'baton:concurrency:' || COALESCE(current_schema(), '') || ':' || $1, 0))",
         &[&workflow],
     )
     .await?;

@@ -173,6 +173,12 @@ async fn expire_nodes(
             .await?
             .counts
             .shift(NodeState::Ready, NodeState::Error, 1);
+        if !spec.resources.is_empty() {
+            // It may have been first in line for a resource, holding it back: agents on
+            // every replica look again.
+            *woke = true;
+            db.mark_work();
+        }
         *woke |= node_ended(db, &node.run_id, &compiled, node.idx, NodeState::Error).await?;
         ended.push((node.run_id.clone(), spec.id.clone()));
     }

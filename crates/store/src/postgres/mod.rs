@@ -629,12 +629,20 @@ impl Store for PgStore {
                 ..Expired::default()
             },
         };
+        // The deadlines above are committed: a failing sweep must not lose what they
+        // stopped (the reaper logs it and wakes agents); the next pass sweeps again.
         for workflow in &stalled {
-            let admitted = write_tx!(self, "admitting queued runs", |db| concurrency::sweep(
+            match write_tx!(self, "admitting queued runs", |db| concurrency::sweep(
                 db, workflow
-            ))?;
-            expired.woke |= admitted > 0;
-            self.preempt(workflow).await?;
+            )) {
+                Ok(admitted) => expired.woke |= admitted > 0,
+                Err(err) => {
+                    tracing::warn!(%workflow, error = %err, "admitting queued runs failed; the next deadline pass retries");
+                }
+            }
+            if let Err(err) = self.preempt(workflow).await {
+                tracing::warn!(%workflow, error = %err, "stopping runs for a cancel_running run failed; the next deadline pass retries");
+            }
         }
         Ok(expired)
     }

@@ -4,10 +4,13 @@
 //! the run's priority. A claim walks, for each requirement the agent meets, that index in
 //! order, and merges the walks on the same key: the highest priority first, and within one
 //! priority the longest ready, whatever its requirement (so nothing waits behind newer
-//! work of its priority). Nodes the agent cannot run are never read, and only as many rows
-//! are read as the claim takes, plus those skipped: backing off (their `ready_at` is
-//! later; the earliest of them tells a waiting claim when to look again) or waiting for a
-//! resource (each resource's holds are read once per claim, see [`super::resources`]).
+//! work of its priority). Each walk goes one priority level at a time (a seek finds the
+//! next level, in the statement that reads its first page) and reads only the level's
+//! claimable rows (`ready_at <= now`): nodes backing off, however many, are never read; a
+//! level of only them costs one more seek, and a claim that comes up short one seek per
+//! level to learn when to look again. Nodes the agent cannot run are never read either,
+//! and only as many rows are read as the claim takes, plus those waiting for a resource
+//! (each resource's holds are read once per claim, see [`super::resources`]).
 
 use std::collections::HashMap;
 
@@ -35,13 +38,31 @@ struct Ready {
     version_id: String,
 }
 
-/// The walk along one requirement's ready nodes.
+/// The walk along one requirement's claimable nodes, one priority level at a time.
 struct Walk {
     req_id: i64,
     buf: std::collections::VecDeque<Ready>,
-    /// Position (`prio_key`, `ready_at`, `id`) after the last row read.
-    after: (i64, i64, i64),
+    /// The `prio_key` levels met so far, the current one last.
+    levels: Vec<i64>,
+    /// Position (`ready_at`, `id`) in the current level after the last row read.
+    after: (i64, i64),
+    /// The current level's claimable rows are all read.
+    level_done: bool,
+    /// Every level is read.
     done: bool,
+}
+
+impl Walk {
+    fn new(req_id: i64) -> Walk {
+        Walk {
+            req_id,
+            buf: Default::default(),
+            levels: Vec::new(),
+            after: (i64::MIN, i64::MIN),
+            level_done: true,
+            done: false,
+        }
+    }
 }
 
 /// Hands the agent up to `max` ready nodes it can run.
@@ -81,15 +102,7 @@ pub(crate) fn take_ready(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -
     if reqs.is_empty() {
         return Ok(out);
     }
-    let mut walks: Vec<Walk> = reqs
-        .iter()
-        .map(|&req_id| Walk {
-            req_id,
-            buf: Default::default(),
-            after: (i64::MIN, i64::MIN, i64::MIN),
-            done: false,
-        })
-        .collect();
+    let mut walks: Vec<Walk> = reqs.iter().map(|&req_id| Walk::new(req_id)).collect();
     // Runs touched by this claim, with whether a node of theirs was taken.
     let mut runs: HashMap<String, (RunRow, bool)> = HashMap::new();
     let mut rooms = Rooms::default();
@@ -97,13 +110,9 @@ pub(crate) fn take_ready(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -
     let batch = i64::from(max.min(256)) + 4;
     while out.assignments.len() < max as usize {
         let Some(node) = next_ready(db, &mut walks, batch)? else {
+            out.next_ready_at = next_ready_at(db, &walks)?;
             break;
         };
-        if node.ready_at > db.now {
-            let at = node.ready_at;
-            out.next_ready_at = Some(out.next_ready_at.map_or(at, |t| t.min(at)));
-            continue;
-        }
         if let Some(a) = take(db, &mut runs, &mut rooms, agent_id, &node, until)? {
             out.assignments.push(a);
             out.node_ids.push(node.id);
@@ -118,44 +127,19 @@ pub(crate) fn take_ready(db: &Db<'_>, agent_id: &str, max: u32, lease_ms: u64) -
     Ok(out)
 }
 
-/// The first ready node over every walk, in claim order.
+/// The first claimable node over every walk, in claim order.
 fn next_ready(db: &Db<'_>, walks: &mut [Walk], batch: i64) -> Result<Option<Ready>> {
-    let mut stmt = db
-        .conn
-        .prepare_cached(
-            "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, n.attempts, r.version_id \
-             FROM nodes n JOIN runs r ON r.id = n.run_id \
-             WHERE n.req_id = ?1 AND n.status = 'ready' \
-               AND (n.prio_key, n.ready_at, n.id) > (?2, ?3, ?4) \
-             ORDER BY n.prio_key, n.ready_at, n.id LIMIT ?5",
-        )
-        .ctx("finding ready nodes")?;
     for w in walks.iter_mut() {
-        if !w.buf.is_empty() || w.done {
-            continue;
-        }
-        let rows = stmt
-            .query_map(
-                params![w.req_id, w.after.0, w.after.1, w.after.2, batch],
-                |r| {
-                    Ok(Ready {
-                        id: r.get(0)?,
-                        run_id: r.get(1)?,
-                        idx: r.get(2)?,
-                        prio_key: r.get(3)?,
-                        ready_at: r.get(4)?,
-                        attempts: r.get(5)?,
-                        version_id: r.get(6)?,
-                    })
-                },
-            )
-            .ctx("finding ready nodes")?;
-        for row in rows {
-            w.buf.push_back(row.ctx("finding ready nodes")?);
-        }
-        w.done = (w.buf.len() as i64) < batch;
-        if let Some(last) = w.buf.back() {
-            w.after = (last.prio_key, last.ready_at, last.id);
+        while w.buf.is_empty() && !w.done {
+            if !w.level_done {
+                read_level(db, w, batch)?;
+            } else if !read_next_level(db, w, batch)? {
+                // The next level has nothing claimable (or there is none): step past it.
+                match next_level(db, w)? {
+                    Some(level) => w.levels.push(level),
+                    None => w.done = true,
+                }
+            }
         }
     }
     let best = walks
@@ -165,6 +149,127 @@ fn next_ready(db: &Db<'_>, walks: &mut [Walk], batch: i64) -> Result<Option<Read
         .min()
         .map(|(_, i)| i);
     Ok(best.and_then(|b| walks[b].buf.pop_front()))
+}
+
+/// The walk's next priority level with any ready node (claimable or not): one index seek.
+fn next_level(db: &Db<'_>, w: &Walk) -> Result<Option<i64>> {
+    db.conn
+        .prepare_cached(
+            "SELECT MIN(prio_key) FROM nodes \
+             WHERE req_id = ?1 AND status = 'ready' AND prio_key > ?2",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![w.req_id, w.levels.last().copied().unwrap_or(i64::MIN)],
+                |r| r.get(0),
+            )
+        })
+        .ctx("finding ready nodes")
+}
+
+/// Reads the first page of the walk's next level, which the same statement seeks (one
+/// statement per level, not two, as most claims meet one level); false when that page is
+/// empty, the level then still unknown.
+fn read_next_level(db: &Db<'_>, w: &mut Walk, batch: i64) -> Result<bool> {
+    let mut stmt = db
+        .conn
+        .prepare_cached(
+            "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, n.attempts, r.version_id \
+             FROM nodes n JOIN runs r ON r.id = n.run_id \
+             WHERE n.req_id = ?1 AND n.status = 'ready' \
+               AND n.prio_key = (SELECT MIN(prio_key) FROM nodes \
+                 WHERE req_id = ?1 AND status = 'ready' AND prio_key > ?2) \
+               AND n.ready_at <= ?3 \
+             ORDER BY n.ready_at, n.id LIMIT ?4",
+        )
+        .ctx("finding ready nodes")?;
+    let after = w.levels.last().copied().unwrap_or(i64::MIN);
+    let rows = stmt
+        .query_map(params![w.req_id, after, db.now, batch], ready)
+        .ctx("finding ready nodes")?;
+    let read = fill(w, rows)?;
+    if let Some(first) = w.buf.front() {
+        w.levels.push(first.prio_key);
+    }
+    w.level_done = read < batch;
+    Ok(read > 0)
+}
+
+/// Reads the next page of the walk's claimable nodes in its current level.
+fn read_level(db: &Db<'_>, w: &mut Walk, batch: i64) -> Result<()> {
+    let Some(&level) = w.levels.last() else {
+        w.level_done = true;
+        return Ok(());
+    };
+    let mut stmt = db
+        .conn
+        .prepare_cached(
+            "SELECT n.id, n.run_id, n.idx, n.prio_key, n.ready_at, n.attempts, r.version_id \
+             FROM nodes n JOIN runs r ON r.id = n.run_id \
+             WHERE n.req_id = ?1 AND n.status = 'ready' AND n.prio_key = ?2 \
+               AND n.ready_at <= ?3 AND (n.ready_at, n.id) > (?4, ?5) \
+             ORDER BY n.ready_at, n.id LIMIT ?6",
+        )
+        .ctx("finding ready nodes")?;
+    let rows = stmt
+        .query_map(
+            params![w.req_id, level, db.now, w.after.0, w.after.1, batch],
+            ready,
+        )
+        .ctx("finding ready nodes")?;
+    w.level_done = fill(w, rows)? < batch;
+    Ok(())
+}
+
+/// A row of the walk's statements.
+fn ready(r: &rusqlite::Row<'_>) -> rusqlite::Result<Ready> {
+    Ok(Ready {
+        id: r.get(0)?,
+        run_id: r.get(1)?,
+        idx: r.get(2)?,
+        prio_key: r.get(3)?,
+        ready_at: r.get(4)?,
+        attempts: r.get(5)?,
+        version_id: r.get(6)?,
+    })
+}
+
+/// Appends a page to the walk's buffer and moves its position past it; returns how many
+/// rows it held.
+fn fill(w: &mut Walk, rows: impl Iterator<Item = rusqlite::Result<Ready>>) -> Result<i64> {
+    let mut read = 0;
+    for row in rows {
+        w.buf.push_back(row.ctx("finding ready nodes")?);
+        read += 1;
+    }
+    if let Some(last) = w.buf.back() {
+        w.after = (last.ready_at, last.id);
+    }
+    Ok(read)
+}
+
+/// When the earliest backing-off node of the walks' levels becomes claimable: one index
+/// seek per requirement and level (levels are few), once the walks are all read.
+fn next_ready_at(db: &Db<'_>, walks: &[Walk]) -> Result<Option<i64>> {
+    let mut stmt = db
+        .conn
+        .prepare_cached(
+            "SELECT MIN(ready_at) FROM nodes \
+             WHERE req_id = ?1 AND status = 'ready' AND prio_key = ?2 AND ready_at > ?3",
+        )
+        .ctx("finding backing-off nodes")?;
+    let mut first: Option<i64> = None;
+    for w in walks {
+        for &level in &w.levels {
+            let at: Option<i64> = stmt
+                .query_row(params![w.req_id, level, db.now], |r| r.get(0))
+                .ctx("finding backing-off nodes")?;
+            if let Some(at) = at {
+                first = Some(first.map_or(at, |t: i64| t.min(at)));
+            }
+        }
+    }
+    Ok(first)
 }
 
 /// Opens an attempt of `node` for the agent, unless a resource it names has no room.
@@ -178,7 +283,8 @@ fn take(
 ) -> Result<Option<Assignment>> {
     let compiled = db.cache.version(db, &node.version_id)?;
     let spec = compiled.node(node.idx)?;
-    if !spec.resources.is_empty() && !resources::admit(db, rooms, &spec.resources)? {
+    let place = (node.prio_key, node.ready_at, node.id);
+    if !spec.resources.is_empty() && !resources::admit(db, rooms, &spec.resources, place)? {
         return Ok(None);
     }
     if !runs.contains_key(&node.run_id) {
@@ -220,7 +326,7 @@ fn take(
         )));
     }
     if !spec.resources.is_empty() {
-        resources::hold(db, rooms, &spec.resources, attempt_id)?;
+        resources::hold(db, rooms, &spec.resources, attempt_id, place)?;
     }
     run.counts.shift(NodeState::Ready, NodeState::Pending, 1);
     *taken = true;

@@ -459,3 +459,178 @@ pub async fn claims_find_free_nodes_behind_many_waiting_ones(h: Harness) {
     assert!(got.contains("free"), "the free node is found: {got:?}");
     assert!(claim_nodes(s, &ag, 2).await.0.is_empty());
 }
+
+/// A node `id` naming these resources that only agents labelled `kind` run.
+fn using_on(id: &str, kind: &str, resources: &[(&str, u32)]) -> NodeSpec {
+    let mut n = using(id, resources);
+    n.selector = [("kind".to_owned(), kind.to_owned())].into();
+    n
+}
+
+/// The runs of a resource's waiters, in listing order.
+async fn waiter_runs(store: &dyn Store, name: &str) -> Vec<String> {
+    resource(store, name)
+        .await
+        .map(|r| r.waiters.into_iter().map(|w| w.run_id).collect())
+        .unwrap_or_default()
+}
+
+/// A node that needs a resource emptier than its holders keep it (count 1 behind count-2
+/// holders that overlap) is first in line once a claim refused it: from then on no node
+/// behind it takes the resource, on any agent, in any later claim, so the holders drain
+/// and it gets the resource. The listing names it first among the waiters.
+pub async fn waiting_for_an_emptier_resource_is_not_starved_by_overlapping_holders(h: Harness) {
+    let s = &*h.store;
+    let wide = workflow("wide", vec![using_on("b", "b", &[("x", 2)])]);
+    let alone = workflow("alone", vec![using_on("a", "a", &[("x", 1)])]);
+    // Ready before everything, but no agent can run it: never met, it holds nothing back.
+    let ghost = workflow("ghost", vec![using_on("z", "c", &[("x", 1)])]);
+    let one = agent(s, "one", &[("kind", "a")], &[]).await;
+    let two = agent(s, "two", &[("kind", "b")], &[]).await;
+
+    let z = run_at(s, &ghost, None).await;
+    h.clock.advance(1);
+    run_at(s, &wide, None).await;
+    h.clock.advance(1);
+    run_at(s, &wide, None).await;
+    h.clock.advance(1);
+    let (held, _) = claim_nodes(s, &two, 10).await;
+    assert_eq!(held.len(), 2, "two count-2 holders");
+    let a = run_at(s, &alone, None).await;
+    h.clock.advance(1);
+    assert!(
+        claim_nodes(s, &one, 10).await.0.is_empty(),
+        "x is not empty"
+    );
+    let b3 = run_at(s, &wide, None).await;
+    h.clock.advance(1);
+
+    s.report(&two, aref(&held[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    assert!(
+        claim_nodes(s, &two, 10).await.0.is_empty(),
+        "b3 would fit beside the other b, but a is first in line"
+    );
+    assert_eq!(
+        waiter_runs(s, "x").await,
+        vec![a.clone(), z.clone(), b3.clone()],
+        "the first in line is listed first"
+    );
+
+    s.report(&two, aref(&held[1]), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    assert!(
+        claim_nodes(s, &two, 10).await.0.is_empty(),
+        "x stays empty for a"
+    );
+    let (got, _) = claim_nodes(s, &one, 10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].run_id, a);
+    assert_eq!(holder_runs(s, "x").await, vec![a.clone()]);
+    assert!(claim_nodes(s, &two, 10).await.0.is_empty(), "a has x alone");
+
+    s.report(&one, aref(&got[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    let (got, _) = claim_nodes(s, &two, 10).await;
+    assert_eq!(got.len(), 1, "b3 goes next");
+    assert_eq!(got[0].run_id, b3);
+    assert_eq!(waiter_runs(s, "x").await, vec![z], "only the ghost waits");
+}
+
+/// A first waiter that goes away (its run canceled, or its queue timeout passed) holds
+/// nothing back any more: the next node takes the resource at once.
+pub async fn a_first_waiter_that_goes_away_frees_the_resource_for_the_rest(h: Harness) {
+    let s = &*h.store;
+    let wide = workflow("wide", vec![using_on("b", "b", &[("x", 2)])]);
+    let alone = workflow("alone", vec![using_on("a", "a", &[("x", 1)])]);
+    let mut patient = using_on("a", "a", &[("x", 1)]);
+    patient.queue_timeout_ms = Some(60_000);
+    let patient = workflow("patient", vec![patient]);
+    let one = agent(s, "one", &[("kind", "a")], &[]).await;
+    let two = agent(s, "two", &[("kind", "b")], &[]).await;
+
+    for _ in 0..2 {
+        run_at(s, &wide, None).await;
+        h.clock.advance(1);
+    }
+    let (mut held, _) = claim_nodes(s, &two, 10).await;
+    assert_eq!(held.len(), 2);
+
+    // Canceled.
+    let a = run_at(s, &alone, None).await;
+    h.clock.advance(1);
+    assert!(claim_nodes(s, &one, 10).await.0.is_empty());
+    let b3 = run_at(s, &wide, None).await;
+    h.clock.advance(1);
+    s.report(&two, aref(&held.remove(0)), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    assert!(claim_nodes(s, &two, 10).await.0.is_empty(), "a is first");
+    s.cancel_run(&a).await.expect("cancel");
+    let (got, _) = claim_nodes(s, &two, 10).await;
+    assert_eq!(got.len(), 1, "the canceled node holds nothing back");
+    assert_eq!(got[0].run_id, b3);
+    held.extend(got);
+
+    // Its queue timeout passed.
+    let p = run_at(s, &patient, None).await;
+    h.clock.advance(1);
+    assert!(claim_nodes(s, &one, 10).await.0.is_empty());
+    let b4 = run_at(s, &wide, None).await;
+    h.clock.advance(1);
+    s.report(&two, aref(&held.remove(0)), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    assert!(claim_nodes(s, &two, 10).await.0.is_empty(), "p is first");
+    assert_eq!(waiter_runs(s, "x").await, vec![p.clone(), b4.clone()]);
+    h.clock.advance(60_000);
+    let expired = s.expire_deadlines().await.expect("deadlines");
+    assert_eq!(expired.nodes, vec![(p, "a".to_owned())]);
+    assert!(expired.woke, "waiting agents look again");
+    let (got, _) = claim_nodes(s, &two, 10).await;
+    assert_eq!(got.len(), 1, "the timed-out node holds nothing back");
+    assert_eq!(got[0].run_id, b4);
+}
+
+/// A node of higher priority that has to wait goes before the node first in line.
+pub async fn a_higher_priority_waiter_goes_before_the_first_in_line(h: Harness) {
+    let s = &*h.store;
+    let lock = |id: &str, kind: &str| workflow(id, vec![using_on(id, kind, &[("x", 1)])]);
+    let (low, high, holder) = (lock("low", "a"), lock("high", "b"), lock("hold", "b"));
+    let one = agent(s, "one", &[("kind", "a")], &[]).await;
+    let two = agent(s, "two", &[("kind", "b")], &[]).await;
+
+    run_at(s, &holder, None).await;
+    h.clock.advance(1);
+    let (held, _) = claim_nodes(s, &two, 10).await;
+    assert_eq!(held.len(), 1);
+    let l = run_at(s, &low, None).await;
+    h.clock.advance(1);
+    assert!(claim_nodes(s, &one, 10).await.0.is_empty(), "low is first");
+    let hi = run_at(s, &high, Some(5)).await;
+    h.clock.advance(1);
+    assert!(
+        claim_nodes(s, &two, 10).await.0.is_empty(),
+        "high waits too"
+    );
+    assert_eq!(waiter_runs(s, "x").await, vec![hi.clone(), l.clone()]);
+
+    s.report(&two, aref(&held[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    assert!(
+        claim_nodes(s, &one, 10).await.0.is_empty(),
+        "low waits behind high"
+    );
+    let (got, _) = claim_nodes(s, &two, 10).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].run_id, hi);
+    s.report(&two, aref(&got[0]), Outcome::exited(0), None)
+        .await
+        .expect("report");
+    let (got, _) = claim_nodes(s, &one, 10).await;
+    assert_eq!(got[0].run_id, l);
+}
