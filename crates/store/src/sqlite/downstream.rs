@@ -1,11 +1,12 @@
 //! What a node's end does to the nodes below it, under their trigger rules (`when`).
 //!
 //! Each child keeps counters of its needs (`remaining`, `needs_bad`, `needs_failed`); an
-//! end updates them with one keyed `UPDATE … RETURNING` per edge, and [`gate`] decides
+//! end updates them with one keyed `UPDATE … RETURNING` per edge (which also readies an
+//! `all_success` or `all_done` child whose last need just ended), and [`gate`] decides
 //! whether a waiting child becomes ready, is skipped (and ends in turn for its own
 //! children) or keeps waiting. The cost is the edges touched, whatever the rule.
 
-use baton_core::{Gate, NodeState, Upstream, counts_as, gate};
+use baton_core::{Gate, NodeState, Upstream, When, counts_as, gate};
 use rusqlite::params;
 
 use super::cache::Compiled;
@@ -28,7 +29,11 @@ pub(crate) fn node_ended(
         .conn
         .prepare_cached(
             "UPDATE nodes SET remaining = remaining - 1, needs_bad = needs_bad + ?3, \
-               needs_failed = needs_failed + ?4 \
+               needs_failed = needs_failed + ?4, \
+               status = CASE WHEN ?5 AND status = 'waiting' AND remaining = 1 \
+                          AND (NOT ?6 OR needs_bad + ?3 = 0) THEN 'ready' ELSE status END, \
+               ready_at = CASE WHEN ?5 AND status = 'waiting' AND remaining = 1 \
+                            AND (NOT ?6 OR needs_bad + ?3 = 0) THEN ?7 ELSE ready_at END \
              WHERE run_id = ?1 AND idx = ?2 \
              RETURNING id, status, remaining, needs_bad, needs_failed",
         )
@@ -38,25 +43,43 @@ pub(crate) fn node_ended(
     while let Some((p, s)) = ended.pop() {
         let (bad, failed) = counts_as(s);
         for &child in compiled.dag.children(p) {
+            let when = compiled.node(child)?.when;
+            // `all_success` and `all_done` become ready exactly when their last need ends
+            // (`all_success`: with none bad): the same statement moves them, so a chain hop
+            // costs one write. `gate` below still decides everything else, and agrees.
+            let on_last = matches!(when, When::AllSuccess | When::AllDone);
+            let no_bad = when == When::AllSuccess;
             let (id, now_state, up): (i64, NodeState, Upstream) = count
-                .query_row(params![run.id, child, bad, failed], |r| {
-                    Ok((
-                        r.get(0)?,
-                        state(r, 1)?,
-                        Upstream {
-                            needs: compiled.dag.needs(child).len() as u32,
-                            remaining: counter(r.get(2)?),
-                            bad: counter(r.get(3)?),
-                            failed: counter(r.get(4)?),
-                        },
-                    ))
-                })
+                .query_row(
+                    params![run.id, child, bad, failed, on_last, no_bad, db.now],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            state(r, 1)?,
+                            Upstream {
+                                needs: compiled.dag.needs(child).len() as u32,
+                                remaining: counter(r.get(2)?),
+                                bad: counter(r.get(3)?),
+                                failed: counter(r.get(4)?),
+                            },
+                        ))
+                    },
+                )
                 .ctx("counting a need's end")?;
+            if on_last && now_state == NodeState::Ready && up.remaining == 0 {
+                // Moved by the statement itself: under these rules a node with a need left
+                // is never ready, so it was waiting until now.
+                debug_assert_eq!(gate(when, up), Gate::Ready);
+                run.counts.shift(NodeState::Waiting, NodeState::Ready, 1);
+                woke = true;
+                db.mark_readied(id);
+                continue;
+            }
             // Children that no longer wait only keep count.
             if now_state != NodeState::Waiting {
                 continue;
             }
-            let to = match gate(compiled.node(child)?.when, up) {
+            let to = match gate(when, up) {
                 Gate::Wait => continue,
                 Gate::Ready => NodeState::Ready,
                 Gate::Skip => NodeState::Skipped,
