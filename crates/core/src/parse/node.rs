@@ -7,7 +7,6 @@ use crate::workflow::{Action, NodeSpec, RetryOn, RetryPolicy, Script, When};
 use super::fields::At;
 use super::names::{ENV_NAME, FUNCTION, LABEL_KEY, quote, suggest};
 use super::report::Pos;
-use super::scalar::Typed;
 use super::sched;
 use super::tree::{Entry, Node, Value};
 
@@ -357,30 +356,8 @@ pub(crate) fn retry(at: &mut At<'_, '_, '_>, v: &Node<'_>) -> RetryPolicy {
 }
 
 fn retry_attempts(at: &mut At<'_, '_, '_>, v: &Node<'_>) -> Option<u32> {
-    let n = match &v.value {
-        Value::Scalar(s) => match s.typed() {
-            Typed::Int(n) => Some(n),
-            _ => None,
-        },
-        _ => None,
-    };
-    match n {
-        Some(n) if (1..=i64::from(MAX_ATTEMPTS)).contains(&n) => u32::try_from(n).ok(),
-        _ => {
-            let found = match v.text() {
-                Some(text) if v.kind() == "a number" && text.len() <= 20 => text.to_owned(),
-                _ => v.kind().to_owned(),
-            };
-            at.report.at(
-                v.pos,
-                at.node,
-                format!(
-                    "\"attempts\" must be a whole number from 1 to {MAX_ATTEMPTS}, found {found}"
-                ),
-            );
-            None
-        }
-    }
+    sched::whole_number(at, "attempts", v, 1..=i64::from(MAX_ATTEMPTS))
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 fn retry_on(name: &str) -> Option<RetryOn> {
