@@ -22,7 +22,9 @@
 
 use std::collections::BTreeSet;
 
-use baton_core::{Admission, Gate, NodeState, RunState, Upstream, admit_new, admits_queued, gate};
+use baton_core::{Admission, Gate, NodeState, RunState, admit_new, admits_queued};
+
+use crate::sqlite::downstream::decide;
 
 use super::db::{Db, RowExt};
 use crate::sqlite::cache::Compiled;
@@ -196,13 +198,7 @@ async fn admit_run(db: &mut Db<'_>, id: &str) -> Result<bool> {
     let mut ready: Vec<i64> = Vec::new();
     for r in &rows {
         let idx = r.u32_at(1)?;
-        let up = Upstream {
-            needs: u32::try_from(compiled.dag.needs(idx).len()).unwrap_or(u32::MAX),
-            remaining: r.u32_at(2)?,
-            bad: r.u32_at(3)?,
-            failed: r.u32_at(4)?,
-        };
-        if gate(compiled.node(idx)?.when, up) == Gate::Ready {
+        if decide(&compiled, idx, [r.at(2)?, r.at(3)?, r.at(4)?])? == Gate::Ready {
             ready.push(r.at(0)?);
         }
     }

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use baton_core::{Gate, NodeState, Upstream, counts_as, gate};
+use baton_core::{Gate, NodeState, counts_as};
+
+use crate::sqlite::downstream::decide;
 use tokio_postgres::Row;
 
 use super::db::{Db, RowExt};
@@ -80,13 +82,7 @@ pub(crate) async fn settle(
                 continue;
             }
             let idx = r.u32_at(0)?;
-            let up = Upstream {
-                needs: compiled.dag.needs(idx).len() as u32,
-                remaining: counter(r.at(3)?),
-                bad: counter(r.at(4)?),
-                failed: counter(r.at(5)?),
-            };
-            let to = match gate(compiled.node(idx)?.when, up) {
+            let to = match decide(compiled, idx, [r.at(3)?, r.at(4)?, r.at(5)?])? {
                 Gate::Wait => continue,
                 Gate::Ready => NodeState::Ready,
                 Gate::Skip => NodeState::Skipped,
@@ -141,9 +137,4 @@ pub(crate) async fn settle(
             )
             .await?;
     }
-}
-
-/// A stored counter; a negative one (which the store never writes) reads as 0.
-fn counter(v: i64) -> u32 {
-    u32::try_from(v).unwrap_or(0)
 }

@@ -39,6 +39,6 @@ pub(crate) fn report_batch(
         out.assignments = claimed.assignments;
         taken = claimed.node_ids;
     }
-    out.woke = db.freed() || db.readied().iter().any(|id| !taken.contains(id));
+    out.woke = db.woke(&taken);
     Ok(out)
 }

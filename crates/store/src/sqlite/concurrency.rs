@@ -13,13 +13,14 @@
 //! with the PostgreSQL backend.
 
 use baton_core::{
-    Admission, Concurrency, Gate, NodeState, OnConflict, Places, Reason, RunState, Upstream,
-    admit_new, admits_queued, gate, to_preempt,
+    Admission, Concurrency, Gate, NodeState, OnConflict, Places, Reason, RunState, admit_new,
+    admits_queued, to_preempt,
 };
 use rusqlite::{OptionalExtension, params};
 
 use super::cache::Compiled;
 use super::db::{Db, SqlResult};
+use super::downstream::decide;
 use super::runs::{self, NodeStart, RunRow};
 use crate::Result;
 
@@ -309,7 +310,7 @@ fn admit_run(db: &Db<'_>, id: &str) -> Result<bool> {
         return Ok(false);
     }
     let compiled = db.cache.version(db, &run.version_id)?;
-    let waiting: Vec<(i64, u32, u32, u32, u32)> = {
+    let waiting: Vec<(i64, u32, [i64; 3])> = {
         let mut stmt = db
             .conn
             .prepare_cached(
@@ -319,7 +320,7 @@ fn admit_run(db: &Db<'_>, id: &str) -> Result<bool> {
             .ctx("admitting a queued run")?;
         let rows = stmt
             .query_map([id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((r.get(0)?, r.get(1)?, [r.get(2)?, r.get(3)?, r.get(4)?]))
             })
             .ctx("admitting a queued run")?;
         rows.collect::<rusqlite::Result<_>>()
@@ -329,14 +330,8 @@ fn admit_run(db: &Db<'_>, id: &str) -> Result<bool> {
         .conn
         .prepare_cached("UPDATE nodes SET status = 'ready', ready_at = ?2 WHERE id = ?1")
         .ctx("admitting a queued run")?;
-    for (node_id, idx, remaining, bad, failed) in waiting {
-        let up = Upstream {
-            needs: count(compiled.dag.needs(idx).len()),
-            remaining,
-            bad,
-            failed,
-        };
-        if gate(compiled.node(idx)?.when, up) == Gate::Ready {
+    for (node_id, idx, counters) in waiting {
+        if decide(&compiled, idx, counters)? == Gate::Ready {
             ready
                 .execute(params![node_id, db.now])
                 .ctx("admitting a queued run")?;
@@ -344,8 +339,6 @@ fn admit_run(db: &Db<'_>, id: &str) -> Result<bool> {
             db.mark_readied(node_id);
         }
     }
-    // Agents must look again, whichever report or pass made the place.
-    db.mark_freed();
     run.status = RunState::Pending;
     run.message = None;
     run.settle(db.now);

@@ -44,20 +44,16 @@ impl<'a> Db<'a> {
         self.readied.borrow_mut().push(node_id);
     }
 
-    /// The nodes this call made claimable now.
-    pub(crate) fn readied(&self) -> Vec<i64> {
-        self.readied.borrow().clone()
-    }
-
     /// Notes that a resource hold was released.
     pub(crate) fn mark_freed(&self) {
         self.freed.set(true);
     }
 
-    /// Whether this call released a resource hold, so agents waiting for work must look
-    /// again (which nodes wait for it is not known without reading them all).
-    pub(crate) fn freed(&self) -> bool {
-        self.freed.get()
+    /// Whether agents waiting for work must look again: this call made a node claimable
+    /// that is not among `taken` (the nodes its own claim took), or released a resource
+    /// hold (which nodes wait for it is not known without reading them all).
+    pub(crate) fn woke(&self, taken: &[i64]) -> bool {
+        self.freed.get() || self.readied.borrow().iter().any(|id| !taken.contains(id))
     }
 }
 

@@ -169,7 +169,7 @@ fn expire_nodes(db: &Db<'_>, ended: &mut Vec<(String, String)>, woke: &mut bool)
         run.counts.shift(NodeState::Ready, NodeState::Error, 1);
         // A node naming resources may have been first in line for one, holding it back.
         *woke |= !spec.resources.is_empty();
-        *woke |= node_ended(db, run, &compiled, node.idx, NodeState::Error)?;
+        node_ended(db, run, &compiled, node.idx, NodeState::Error)?;
         ended.push((run.id.clone(), spec.id.clone()));
     }
     for run in runs.values_mut() {

@@ -16,15 +16,15 @@ use crate::Result;
 
 /// Node `idx` of `run` just ended in `end` (its own row and the run's counters already
 /// say so): counts the end for each child, readies or skips the waiting ones their rules
-/// now decide, and carries skips on down. Returns true when some node became claimable
-/// right now (each is also noted with [`Db::mark_readied`]).
+/// now decide, and carries skips on down. Nodes it makes claimable are noted with
+/// [`Db::mark_readied`].
 pub(crate) fn node_ended(
     db: &Db<'_>,
     run: &mut RunRow,
     compiled: &Compiled,
     idx: u32,
     end: NodeState,
-) -> Result<bool> {
+) -> Result<()> {
     let mut count = db
         .conn
         .prepare_cached(
@@ -38,7 +38,6 @@ pub(crate) fn node_ended(
              RETURNING id, status, remaining, needs_bad, needs_failed",
         )
         .ctx("counting a need's end")?;
-    let mut woke = false;
     let mut ended = vec![(idx, end)];
     while let Some((p, s)) = ended.pop() {
         let (bad, failed) = counts_as(s);
@@ -49,29 +48,17 @@ pub(crate) fn node_ended(
             // costs one write. `gate` below still decides everything else, and agrees.
             let on_last = matches!(when, When::AllSuccess | When::AllDone);
             let no_bad = when == When::AllSuccess;
-            let (id, now_state, up): (i64, NodeState, Upstream) = count
+            let (id, now_state, counters): (i64, NodeState, [i64; 3]) = count
                 .query_row(
                     params![run.id, child, bad, failed, on_last, no_bad, db.now],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            state(r, 1)?,
-                            Upstream {
-                                needs: compiled.dag.needs(child).len() as u32,
-                                remaining: counter(r.get(2)?),
-                                bad: counter(r.get(3)?),
-                                failed: counter(r.get(4)?),
-                            },
-                        ))
-                    },
+                    |r| Ok((r.get(0)?, state(r, 1)?, [r.get(2)?, r.get(3)?, r.get(4)?])),
                 )
                 .ctx("counting a need's end")?;
-            if on_last && now_state == NodeState::Ready && up.remaining == 0 {
+            if on_last && now_state == NodeState::Ready && counters[0] == 0 {
                 // Moved by the statement itself: under these rules a node with a need left
                 // is never ready, so it was waiting until now.
-                debug_assert_eq!(gate(when, up), Gate::Ready);
+                debug_assert_eq!(decide(compiled, child, counters)?, Gate::Ready);
                 run.counts.shift(NodeState::Waiting, NodeState::Ready, 1);
-                woke = true;
                 db.mark_readied(id);
                 continue;
             }
@@ -79,7 +66,7 @@ pub(crate) fn node_ended(
             if now_state != NodeState::Waiting {
                 continue;
             }
-            let to = match gate(when, up) {
+            let to = match decide(compiled, child, counters)? {
                 Gate::Wait => continue,
                 Gate::Ready => NodeState::Ready,
                 Gate::Skip => NodeState::Skipped,
@@ -91,17 +78,26 @@ pub(crate) fn node_ended(
                 .ctx("moving a node its needs decided")?;
             run.counts.shift(NodeState::Waiting, to, 1);
             if to == NodeState::Ready {
-                woke = true;
                 db.mark_readied(id);
             } else {
                 ended.push((child, to));
             }
         }
     }
-    Ok(woke)
+    Ok(())
 }
 
-/// A stored counter; a negative one (which the store never writes) reads as 0.
-fn counter(v: i64) -> u32 {
-    u32::try_from(v).unwrap_or(0)
+/// What node `idx` does now under its trigger rule, from its stored need counters
+/// `[remaining, needs_bad, needs_failed]`. Shared by both backends, for need ends and for
+/// admitting queued runs.
+pub(crate) fn decide(compiled: &Compiled, idx: u32, counters: [i64; 3]) -> Result<Gate> {
+    // A negative counter (which the store never writes) reads as 0.
+    let counter = |v: i64| u32::try_from(v).unwrap_or(0);
+    let up = Upstream {
+        needs: u32::try_from(compiled.dag.needs(idx).len()).unwrap_or(u32::MAX),
+        remaining: counter(counters[0]),
+        bad: counter(counters[1]),
+        failed: counter(counters[2]),
+    };
+    Ok(gate(compiled.node(idx)?.when, up))
 }

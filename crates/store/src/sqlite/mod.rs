@@ -19,7 +19,7 @@ mod claim;
 pub(crate) mod concurrency;
 mod db;
 pub(crate) mod deadlines;
-mod downstream;
+pub(crate) mod downstream;
 pub(crate) mod late;
 mod logs;
 mod migrate;
@@ -456,8 +456,9 @@ impl Store for SqliteStore {
             Some(at) if at <= self.now_ms() => {
                 self.write("enforcing deadlines", |db| {
                     let mut expired = deadlines::expire(db)?;
-                    // A stopped run's place went to a queued run.
-                    expired.woke |= db.freed();
+                    // Nodes ended by a queue timeout, or a stopped run's place given to a
+                    // queued run, may have made nodes claimable.
+                    expired.woke |= db.woke(&[]);
                     Ok(expired)
                 })
                 .await?

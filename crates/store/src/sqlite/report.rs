@@ -49,7 +49,8 @@ pub(crate) fn report(
         }
         return Err(StoreError::Stale(at.attempt_id));
     }
-    let woke = end_attempt(db, &attempt, outcome, message)? || db.freed();
+    end_attempt(db, &attempt, outcome, message)?;
+    let woke = db.woke(&[]);
     Ok(Reported {
         outcome,
         duplicate: false,
@@ -74,12 +75,11 @@ pub(crate) fn reap(db: &Db<'_>) -> Result<Reaped> {
         rows.map(|r| r.ctx("finding expired leases"))
             .collect::<Result<_>>()?
     };
-    let mut woke = false;
     for &id in &expired {
         let Some(attempt) = AttemptRow::load(db, id)? else {
             continue;
         };
-        woke |= end_attempt(
+        end_attempt(
             db,
             &attempt,
             Outcome::error(Reason::Lost),
@@ -95,19 +95,19 @@ pub(crate) fn reap(db: &Db<'_>) -> Result<Reaped> {
         .ctx("finding the next lease expiry")?;
     Ok(Reaped {
         lost: expired,
-        woke: woke || db.freed(),
+        woke: db.woke(&[]),
         next_expiry,
     })
 }
 
-/// Ends a live attempt and moves its node, downstream and run on. Returns true when
-/// some node became claimable right now.
+/// Ends a live attempt and moves its node, downstream and run on. Nodes it makes
+/// claimable now are noted with [`Db::mark_readied`].
 pub(crate) fn end_attempt(
     db: &Db<'_>,
     attempt: &AttemptRow,
     outcome: Outcome,
     message: Option<&str>,
-) -> Result<bool> {
+) -> Result<()> {
     let now = db.now;
     db.conn
         .prepare_cached(
@@ -156,7 +156,7 @@ pub(crate) fn end_attempt(
         tracing::warn!(attempt = attempt.id, node = %node_state, "live attempt of a settled node");
         run.settle(now);
         run.save(db)?;
-        return Ok(false);
+        return Ok(());
     }
 
     let decision = decide_attempt_end(
@@ -168,7 +168,7 @@ pub(crate) fn end_attempt(
         rand::random::<f64>(),
     );
     let lost = lost + u32::from(RetryOn::of(&outcome) == Some(RetryOn::Lost));
-    let woke = match decision {
+    match decision {
         AttemptDecision::Retry { delay_ms } => {
             let ready_at = now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX));
             set_node(db, attempt.node_id, NodeState::Ready, Some(ready_at), lost)?;
@@ -176,17 +176,16 @@ pub(crate) fn end_attempt(
             if delay_ms == 0 {
                 db.mark_readied(attempt.node_id);
             }
-            delay_ms == 0
         }
         AttemptDecision::Finish(end) => {
             set_node(db, attempt.node_id, end, None, lost)?;
             run.counts.shift(node_state, end, 1);
-            downstream::node_ended(db, &mut run, &compiled, idx, end)?
+            downstream::node_ended(db, &mut run, &compiled, idx, end)?;
         }
-    };
+    }
     run.settle(now);
     run.save(db)?;
-    Ok(woke)
+    Ok(())
 }
 
 fn set_node(
