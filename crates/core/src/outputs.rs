@@ -113,13 +113,7 @@ fn at(line: usize, problem: OutputProblem) -> OutputError {
 
 /// Whether `key` follows the key rule.
 pub fn is_output_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    first_ok
-        && key.len() <= MAX_OUTPUT_KEY_BYTES
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    crate::parse::names::OUTPUT_KEY.check(key).is_ok()
 }
 
 /// Parses the content of an output file, within the limits.

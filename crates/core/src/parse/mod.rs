@@ -13,7 +13,7 @@
 mod fields;
 mod graph;
 mod model;
-mod names;
+pub(crate) mod names;
 mod node;
 mod report;
 mod scalar;

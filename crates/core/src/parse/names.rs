@@ -97,6 +97,16 @@ pub(crate) const RESOURCE: NameRule = NameRule {
     rest: resource_char,
 };
 
+/// Keys of outputs (`key=value` lines in `$BATON_OUTPUT`); ASCII only, so characters are
+/// bytes.
+pub(crate) const OUTPUT_KEY: NameRule = NameRule {
+    what: "output key",
+    rule: "use letters, digits, \"_\" and \"-\", starting with a letter or \"_\"",
+    max_len: Some(crate::outputs::MAX_OUTPUT_KEY_BYTES),
+    first: env_first,
+    rest: id_char,
+};
+
 impl NameRule {
     /// Checks `name`, returning the message to report when it breaks the rule.
     pub(crate) fn check(&self, name: &str) -> Result<(), String> {
