@@ -1,20 +1,22 @@
 //! HTTP JSON request and response types shared by Baton's server, agent and CLI.
 //!
-//! Everything under `/api/v1`. Admin routes (workflows, runs, agents list) take the
-//! admin token; the agent protocol (`/api/v1/agent/...`) takes an agent's own token,
-//! except `register`, which takes the enrollment token. Times are RFC 3339 strings in
+//! Everything under `/api/v1`. People's routes take a token with a [`Role`] (the admin
+//! token file, or a named token); the agent protocol (`/api/v1/agent/...`) takes an agent's
+//! own token, except `register`, which takes the enrollment token. Times are RFC 3339 strings in
 //! documents people read and milliseconds since the Unix epoch where noted.
 
 mod agent;
 mod error;
 mod resource;
 mod run;
+mod security;
 mod workflow;
 
 pub use agent::*;
 pub use error::*;
 pub use resource::*;
 pub use run::*;
+pub use security::*;
 pub use workflow::*;
 
 /// The path prefix of every API route.

@@ -13,6 +13,7 @@
 
 mod error;
 mod postgres;
+mod security;
 mod sqlite;
 mod types;
 mod version_cache;
@@ -27,7 +28,7 @@ pub use types::*;
 use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
-    ResourceDoc, RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary,
+    ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc, WorkflowSummary,
     WorkflowVersion, WorkflowVersionDoc,
 };
 use baton_core::{Outcome, Workflow};
@@ -60,6 +61,35 @@ pub trait Store: Send + Sync + 'static {
 
     /// Who holds the token with this hash, if anyone.
     async fn authenticate(&self, hash: &str) -> Result<Option<Principal>>;
+
+    /// Stores a named token. `Conflict` when a token that is not revoked has the name.
+    async fn create_token(&self, token: &NewToken) -> Result<TokenDoc>;
+
+    /// Every named token, newest first, revoked and expired ones included.
+    async fn list_tokens(&self) -> Result<Vec<TokenDoc>>;
+
+    /// Revokes the named token that is not revoked yet: its next request is refused.
+    /// `NotFound` when there is none.
+    async fn revoke_token(&self, name: &str) -> Result<TokenDoc>;
+
+    // --- secrets ------------------------------------------------------------------------
+
+    /// Stores a sealed secret, replacing the value (and scope) of one with the same name.
+    async fn put_secret(&self, secret: &SealedSecret) -> Result<SecretDoc>;
+
+    /// Every secret's name, scope and dates, by name; never a value.
+    async fn list_secrets(&self) -> Result<Vec<SecretDoc>>;
+
+    /// Removes a secret; `NotFound` when there is none.
+    async fn delete_secret(&self, name: &str) -> Result<()>;
+
+    /// The sealed secrets with these names (`None`: every secret), by name; absent names
+    /// are left out.
+    async fn sealed_secrets(&self, names: Option<&[String]>) -> Result<Vec<SealedSecret>>;
+
+    /// The value stored under a server-wide setting `key`, storing `value` first when there
+    /// is none (the first server to start decides; the others read what it stored).
+    async fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;
 
     // --- workflows ----------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ mod replay;
 mod rerun;
 mod resources;
 mod scheduling;
+mod security;
 mod service;
 mod triggers;
 
@@ -48,6 +49,7 @@ pub use replay::*;
 pub use rerun::*;
 pub use resources::*;
 pub use scheduling::*;
+pub use security::*;
 pub use service::*;
 pub use triggers::*;
 
@@ -145,6 +147,8 @@ macro_rules! conformance_tests {
             cancel_stops_the_run,
             logs_page_and_ignore_repeats,
             tokens_authenticate_by_kind,
+            named_tokens_live_until_revoked_or_expired,
+            secrets_are_kept_sealed_and_replaced_by_name,
             agents_online_offline_gone,
             list_runs_filters_newest_first,
             artifacts_are_recorded,

@@ -1,6 +1,6 @@
 //! Values the store's methods return.
 
-use baton_api::{Assignment, RunDoc};
+use baton_api::{Assignment, Role, RunDoc};
 use baton_core::Outcome;
 
 /// The kinds of bearer token.
@@ -28,8 +28,13 @@ impl TokenKind {
 /// Who a token belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
-    /// The admin token.
-    Admin,
+    /// A person: the admin token file (an admin named `admin`) or a named token.
+    User {
+        /// The token's name.
+        name: String,
+        /// What it may do.
+        role: Role,
+    },
     /// The enrollment token.
     Enroll,
     /// A registered, not deregistered agent.
@@ -37,6 +42,49 @@ pub enum Principal {
         /// Its id.
         agent_id: String,
     },
+}
+
+impl Principal {
+    /// The admin token file's principal.
+    pub fn admin() -> Principal {
+        Principal::User {
+            name: ADMIN_TOKEN_NAME.to_owned(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// The name the admin token file acts under (reserved: no named token may take it).
+pub const ADMIN_TOKEN_NAME: &str = "admin";
+
+/// A named token to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// Its name, already checked.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// SHA-256 of the token, hex.
+    pub hash: String,
+    /// The token's first characters, shown in lists.
+    pub prefix: String,
+    /// Lifetime from now, in milliseconds; `None` for no expiry.
+    pub expires_in_ms: Option<u64>,
+    /// Who creates it (a token name).
+    pub created_by: String,
+}
+
+/// A secret's value as the server sealed it (AEAD), with what the store keeps beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// Its name.
+    pub name: String,
+    /// The nonce it was sealed with.
+    pub nonce: Vec<u8>,
+    /// The sealed value (ciphertext and tag).
+    pub sealed: Vec<u8>,
+    /// Workflows that may use it; `None` for every workflow.
+    pub workflows: Option<Vec<String>>,
 }
 
 /// A new run and whether it made nodes ready (so waiting agents should be woken).

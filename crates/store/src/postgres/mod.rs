@@ -39,6 +39,7 @@ mod rerun;
 mod resources;
 mod run_doc;
 mod runs;
+mod secrets;
 mod tokens;
 mod workflows;
 
@@ -49,7 +50,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
-    ResourceDoc, RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary,
+    ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
+    WorkflowSummary,
     WorkflowVersion, WorkflowVersionDoc,
 };
 use baton_core::Workflow;
@@ -58,7 +60,8 @@ use tokio::sync::broadcast;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::{
-    ArtifactTarget, BatchReported, Claimed, Expired, HeartbeatResult, Principal, Reaped, Reported,
+    ArtifactTarget, BatchReported, Claimed, Expired, HeartbeatResult, NewToken, Principal, Reaped,
+    Reported, SealedSecret,
     Result, RunCreated, Store, StoreError, StoreEvent, TokenKind,
 };
 use cache::Cache;
@@ -555,6 +558,40 @@ impl Store for PgStore {
         // One statement: no transaction around it.
         transaction!(self, "checking a token", Mode::Plain, |db| {
             tokens::authenticate(db, hash)
+        })
+    }
+
+    async fn create_token(&self, token: &NewToken) -> Result<TokenDoc> {
+        write_tx!(self, "storing a token", |db| tokens::create(db, token))
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenDoc>> {
+        read_tx!(self, "listing tokens", |db| tokens::list(db))
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<TokenDoc> {
+        write_tx!(self, "revoking a token", |db| tokens::revoke(db, name))
+    }
+
+    async fn put_secret(&self, secret: &SealedSecret) -> Result<SecretDoc> {
+        write_tx!(self, "storing a secret", |db| secrets::put(db, secret))
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretDoc>> {
+        read_tx!(self, "listing secrets", |db| secrets::list(db))
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        write_tx!(self, "removing a secret", |db| secrets::delete(db, name))
+    }
+
+    async fn sealed_secrets(&self, names: Option<&[String]>) -> Result<Vec<SealedSecret>> {
+        read_tx!(self, "reading secrets", |db| secrets::sealed(db, names))
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        write_tx!(self, "storing a setting", |db| {
+            secrets::setting_or_insert(db, key, value)
         })
     }
 

@@ -29,6 +29,7 @@ pub(crate) mod rerun;
 pub(crate) mod resources;
 pub(crate) mod run_doc;
 pub(crate) mod runs;
+mod secrets;
 mod tokens;
 pub(crate) mod workflows;
 
@@ -40,7 +41,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
-    ResourceDoc, RunDoc, RunFilter, RunSummary, Stream, WorkflowDoc, WorkflowSummary,
+    ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
+    WorkflowSummary,
     WorkflowVersion, WorkflowVersionDoc,
 };
 use baton_core::Workflow;
@@ -48,7 +50,8 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{
-    ArtifactTarget, BatchReported, Claimed, Expired, HeartbeatResult, Principal, Reaped, Reported,
+    ArtifactTarget, BatchReported, Claimed, Expired, HeartbeatResult, NewToken, Principal, Reaped,
+    Reported, SealedSecret,
     Result, RunCreated, Store, StoreError, TokenKind,
 };
 use cache::Cache;
@@ -374,6 +377,54 @@ impl Store for SqliteStore {
             cache.remember_agent_token(generation, hash.to_owned(), agent_id.clone());
         }
         Ok(found)
+    }
+
+    async fn create_token(&self, token: &NewToken) -> Result<TokenDoc> {
+        let token = token.clone();
+        self.write("storing a token", move |db| tokens::create(db, &token))
+            .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenDoc>> {
+        self.read("listing tokens", tokens::list).await
+    }
+
+    async fn revoke_token(&self, name: &str) -> Result<TokenDoc> {
+        let name = name.to_owned();
+        self.write("revoking a token", move |db| tokens::revoke(db, &name))
+            .await
+    }
+
+    async fn put_secret(&self, secret: &SealedSecret) -> Result<SecretDoc> {
+        let secret = secret.clone();
+        self.write("storing a secret", move |db| secrets::put(db, &secret))
+            .await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretDoc>> {
+        self.read("listing secrets", secrets::list).await
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.write("removing a secret", move |db| secrets::delete(db, &name))
+            .await
+    }
+
+    async fn sealed_secrets(&self, names: Option<&[String]>) -> Result<Vec<SealedSecret>> {
+        let names = names.map(<[String]>::to_vec);
+        self.read("reading secrets", move |db| {
+            secrets::sealed(db, names.as_deref())
+        })
+        .await
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.write("storing a setting", move |db| {
+            secrets::setting_or_insert(db, &key, &value)
+        })
+        .await
     }
 
     async fn apply_workflow(&self, workflow: &Workflow, source: &str) -> Result<WorkflowVersion> {

@@ -260,7 +260,7 @@ pub async fn tokens_authenticate_by_kind(h: Harness) {
         .expect("enroll");
     assert_eq!(
         s.authenticate("admin-hash").await.expect("auth"),
-        Some(Principal::Admin)
+        Some(Principal::admin())
     );
     assert_eq!(
         s.authenticate("enroll-hash").await.expect("auth"),
