@@ -44,9 +44,9 @@ fn log(secrets: &[String]) -> Vec<u8> {
             line / 100,
             line % 97
         );
-        if line % 500 == 0 {
+        if line.is_multiple_of(500) {
             let secret = &secrets[line / 500 % secrets.len()];
-            if line % 1000 == 0 {
+            if line.is_multiple_of(1000) {
                 let _ = write!(out, " auth={}", STANDARD.encode(secret));
             } else {
                 let _ = write!(out, " using {secret}");

@@ -12,8 +12,10 @@
 //!   upper- and lower-case hex, and the form encoding that writes a space as `+`);
 //! - its form inside a JSON string (quotes, backslashes and control characters escaped,
 //!   either leaving other characters as UTF-8 or writing them as `\uXXXX`);
-//! - for a value of several lines: each line on its own, and the value with LF and with
-//!   CRLF line ends (each of those also in the encodings above).
+//! - for a value of several lines: the value with LF and with CRLF line ends (each also in
+//!   the encodings above), and each line on its own, as it is. A line is then masked
+//!   wherever it appears, even in output that has nothing to do with the secret (a line
+//!   such as `  "type": "service_account",` of a JSON key file, say).
 //!
 //! Occurrences may overlap (two secrets sharing bytes, a value and one of its own lines):
 //! the masked text is the union of all occurrences, and each stretch of overlapping
@@ -23,6 +25,20 @@
 //! [`StreamMasker`] does the same on output that arrives in chunks, holding back only the
 //! bytes that could still begin an occurrence; for any split of a text into chunks its
 //! output is exactly [`Masker::mask`] of the whole.
+//!
+//! ```
+//! use baton_core::mask::Masker;
+//!
+//! let masker = Masker::new(["hunter22"]).expect("a small secret");
+//! assert_eq!(masker.mask_str("password: hunter22"), "password: ***");
+//! assert_eq!(masker.mask_str("auth: aHVudGVyMjI="), "auth: ***");
+//!
+//! let mut stream = masker.stream();
+//! let mut out = stream.push(b"password: hun").into_owned();
+//! out.extend_from_slice(&stream.push(b"ter22\n"));
+//! out.extend_from_slice(&stream.finish());
+//! assert_eq!(out, b"password: ***\n");
+//! ```
 //!
 //! # What masking does not catch
 //!
@@ -39,8 +55,8 @@
 //! - a value printed in pieces: one character per line, or interleaved with other output;
 //! - a secret that is not among the values the masker was built from.
 //!
-//! Masked output also contains `***` where the step itself printed a secret, so a secret
-//! that itself contains `*` could in principle be pieced together around a mask.
+//! A secret that itself contains `*` could in principle be pieced together from a mask and
+//! the text around it.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -732,8 +748,9 @@ mod tests {
                 proptest::collection::vec(prop::sample::select(b"ab\n\r +/=\"x".to_vec()), 0..8),
                 prop::sample::select(secrets.clone()),
                 prop::sample::select(secrets.clone()).prop_map(|s| STANDARD.encode(s).into()),
-                prop::sample::select(secrets.clone())
-                    .prop_map(|s| URL_SAFE_NO_PAD.encode([b"xy".as_slice(), &s].concat()).into()),
+                prop::sample::select(secrets.clone()).prop_map(|s| URL_SAFE_NO_PAD
+                    .encode([b"xy".as_slice(), &s].concat())
+                    .into()),
                 prop::sample::select(secrets.clone()).prop_map(|s| percent_encode(&s, true, true)),
                 prop::sample::select(secrets.clone()).prop_map(|s| json_escape(&s)),
             ];
