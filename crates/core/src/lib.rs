@@ -8,12 +8,14 @@
 //! ([`decide_attempt_end`], [`gate`], [`plan_run`], [`RunMachine`]). Time comes in
 //! as arguments (milliseconds since the Unix epoch), so a test can replay an exact
 //! history. [`parse_outputs`] reads the outputs a node hands to the nodes below it.
+//! [`mask`] hides secret values, and their common encodings, in what a step prints.
 
 mod admission;
 mod dag;
 mod diag;
 mod duration;
 mod machine;
+pub mod mask;
 mod outputs;
 mod parse;
 mod plan;
