@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use baton_api::{Assignment, AttemptReport};
+use baton_core::mask::Masker;
 use baton_core::{Action, Reason};
 use tokio_util::sync::CancellationToken;
 
@@ -43,14 +44,23 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
         }
         work(&shared, &a, &stop).await
     };
-    let ((), execution) = tokio::join!(started, working);
+    let ((), (execution, execution_masker)) = tokio::join!(started, working);
     let Execution { ended, work_dir } = execution;
     match ended {
         Ended::Finished {
             outcome,
             message,
-            outputs,
+            mut outputs,
         } if !stop.is_dropped() => {
+            // Outputs and the message travel on to the server and to other nodes: no
+            // secret value of this attempt goes with them.
+            let masker = &execution_masker;
+            let message = message.map(|m| masker.mask_str(&m).into_owned());
+            for value in outputs.values_mut() {
+                if let std::borrow::Cow::Owned(masked) = masker.mask_str(value) {
+                    *value = masked;
+                }
+            }
             tracing::debug!(
                 attempt = a.attempt_id, node = %a.node, state = %outcome.state,
                 reason = %outcome.reason, "finished"
@@ -82,12 +92,36 @@ impl Drop for Release<'_> {
     }
 }
 
-/// Runs the action, collects artifacts and ships all output.
-async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
+/// Runs the action, collects artifacts and ships all output; returns how it ended and the
+/// masker of the attempt's secret values.
+async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> (Execution, Masker) {
     let (mut logs, rx) = LogBuffer::channel();
+    let masker = match Masker::new(a.secrets.values().map(|v| v.0.as_bytes())) {
+        Ok(masker) => masker,
+        Err(e) => {
+            // Running unmasked would leak; refusing is the only safe answer.
+            let ended = Ended::setup(format!("cannot mask this attempt's secrets: {e}"));
+            return (
+                Execution {
+                    ended,
+                    work_dir: None,
+                },
+                Masker::default(),
+            );
+        }
+    };
+    logs.mask_with(&masker);
     let produce = async move {
-        let execution =
-            functions::execute(&shared.work_root, &shared.functions, a, stop, &mut logs).await;
+        let execution = match &a.refused {
+            // The server could not give the attempt what it needs (a secret): nothing runs.
+            Some(why) => Execution {
+                ended: Ended::setup(why.clone()),
+                work_dir: None,
+            },
+            None => {
+                functions::execute(&shared.work_root, &shared.functions, a, stop, &mut logs).await
+            }
+        };
         shared.held.mark_finished(a.attempt_id);
         // Artifacts of work that ran to its end, successful or not (or with its outputs
         // refused).
@@ -123,7 +157,7 @@ async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
         &shared.give_up,
     );
     let (execution, ()) = tokio::join!(produce, upload);
-    execution
+    (execution, masker)
 }
 
 /// Tells the server the attempt started; a `409` stops the attempt as stale.

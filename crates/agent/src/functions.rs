@@ -160,6 +160,8 @@ pub(crate) fn prepare(cmd: &mut Command, a: &Assignment, dir: &WorkDir) {
         .env_remove("BATON_AGENT_TOKEN");
     outputs::export(cmd, &a.inputs);
     cmd.envs(&a.env)
+        // Secret values reach the step as variables only, never as script text.
+        .envs(a.secrets.iter().map(|(k, v)| (k, &v.0)))
         .env("BATON_RUN_ID", &a.run_id)
         .env("BATON_WORKFLOW", &a.workflow)
         .env("BATON_NODE", &a.node)

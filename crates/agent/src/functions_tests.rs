@@ -26,6 +26,9 @@ pub(crate) fn assignment(action: Action) -> Assignment {
         timeout_ms: None,
         artifacts: Vec::new(),
         inputs: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+        secret_refs: BTreeMap::new(),
+        refused: None,
     }
 }
 

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use baton_api::{AppendLogs, Stream};
+use baton_core::mask::{Masker, StreamMasker};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +42,10 @@ pub(crate) struct LogBuffer {
     stderr: Vec<u8>,
     /// When the oldest unsent byte arrived (none when only an incomplete UTF-8 tail waits).
     first_unsent: Option<Instant>,
+    /// Masks of the attempt's secret values, one per stream (stdout, stderr); none when
+    /// it was given no secrets. Each holds back the few bytes that could begin a value
+    /// split across writes, so a value is hidden wherever the output is cut.
+    masks: Option<Box<[StreamMasker; 2]>>,
 }
 
 impl LogBuffer {
@@ -51,6 +56,14 @@ impl LogBuffer {
             stdout: Vec::new(),
             stderr: Vec::new(),
             first_unsent: None,
+            masks: None,
+        }
+    }
+
+    /// Replaces every value `masker` knows with `***` in all output from now on.
+    pub(crate) fn mask_with(&mut self, masker: &Masker) {
+        if !masker.is_empty() {
+            self.masks = Some(Box::new([masker.stream(), masker.stream()]));
         }
     }
 
@@ -70,7 +83,16 @@ impl LogBuffer {
         if bytes.is_empty() {
             return;
         }
-        self.buffer(stream).extend_from_slice(bytes);
+        match &mut self.masks {
+            Some(masks) => {
+                let shown = masks[stream_index(stream)].push(bytes).into_owned();
+                if shown.is_empty() {
+                    return;
+                }
+                self.buffer(stream).extend_from_slice(&shown);
+            }
+            None => self.buffer(stream).extend_from_slice(bytes),
+        }
         self.first_unsent.get_or_insert_with(Instant::now);
         if self.buffer(stream).len() >= FLUSH_BYTES {
             self.flush_stream(stream, false).await;
@@ -91,6 +113,12 @@ impl LogBuffer {
 
     /// Sends everything, then closes the channel.
     pub(crate) async fn finish(mut self) {
+        if let Some(mut masks) = self.masks.take() {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let tail = masks[stream_index(stream)].finish();
+                self.buffer(stream).extend_from_slice(&tail);
+            }
+        }
         self.flush_stream(Stream::Stdout, true).await;
         self.flush_stream(Stream::Stderr, true).await;
     }
@@ -139,6 +167,13 @@ impl LogBuffer {
             // The uploader gave up (the attempt is stale): later output goes nowhere.
             self.tx = None;
         }
+    }
+}
+
+fn stream_index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
     }
 }
 

@@ -76,6 +76,30 @@ pub struct Assignment {
     /// that node's current attempt; needs that wrote none are absent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, Outputs>,
+    /// Environment variables whose values are secrets: the values, for this attempt only.
+    /// The agent masks each of them in everything it sends back (logs, outputs, messages).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretValue>,
+    /// The node's secret references (variable to secret name), for the server to resolve
+    /// into [`secrets`](Self::secrets) before the assignment leaves it; never sent.
+    #[serde(skip)]
+    pub secret_refs: BTreeMap<String, String>,
+    /// Set by the server when the attempt cannot be given what it needs (a secret that was
+    /// removed or is not for this workflow): the agent ends the attempt `error` with this
+    /// message without running anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+/// A secret's value. Its `Debug` shows `***`, so an assignment in a log never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretValue(pub String);
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// Answer to a claim.

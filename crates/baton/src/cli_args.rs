@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_cli::args::{
-    AgentsCommand, ResourcesCommand, RunArgs, RunsCommand, ValidateArgs, WorkflowsCommand,
-    parse_duration_flag, parse_label,
+    AgentsCommand, ResourcesCommand, RunArgs, RunsCommand, SecretsCommand, TokensCommand,
+    ValidateArgs, WorkflowsCommand, parse_duration_flag, parse_label,
 };
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
@@ -51,6 +51,12 @@ pub(crate) enum Command {
     /// Apply, list and show workflows
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    /// Create, list and revoke named tokens with roles (admin)
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Set, list and remove secrets (admin); values are never printed
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
 }
 
 impl Command {

@@ -84,6 +84,14 @@ async fn dispatch(command: Command, origin: TokenOrigin) -> Exit {
             Ok(c) => client_result(baton_cli::workflows::workflows(cmd, &c).await),
             Err(exit) => exit,
         },
+        Command::Tokens(cmd) => match client(cmd.conn(), origin) {
+            Ok(c) => client_result(baton_cli::tokens::tokens(cmd, &c).await),
+            Err(exit) => exit,
+        },
+        Command::Secrets(cmd) => match client(cmd.conn(), origin) {
+            Ok(c) => client_result(baton_cli::secrets::secrets(cmd, &c).await),
+            Err(exit) => exit,
+        },
     };
     done.cancel();
     shutdown.cancel();

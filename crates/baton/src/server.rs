@@ -41,6 +41,10 @@ pub(crate) fn config(args: &ServerArgs) -> Result<ServerConfig, Exit> {
     config.db.clone_from(&args.db);
     config.lease_ms = u64::try_from(args.lease.as_millis()).unwrap_or(u64::MAX);
     config.queue_timeout_ms = u64::try_from(args.queue_timeout.as_millis()).unwrap_or(u64::MAX);
+    // Only from the environment: a flag would show the key in `ps` and shell history.
+    config.secrets_key = std::env::var("BATON_SECRETS_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     config.synchronous = match args.sync {
         SyncMode::Normal => Synchronous::Normal,
         SyncMode::Full => Synchronous::Full,

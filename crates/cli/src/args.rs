@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use baton_api::Role;
 use baton_core::RunState;
 use clap::{Args, Subcommand};
 
@@ -272,6 +273,109 @@ impl ResourcesCommand {
     pub fn conn(&self) -> &ConnectionArgs {
         match self {
             ResourcesCommand::List { conn, .. } => conn,
+        }
+    }
+}
+
+/// `baton tokens ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokensCommand {
+    /// Create a named token and print it (it is shown only this once)
+    Create {
+        /// Its name: lowercase letters, digits, "_", "." and "-"
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// What it may do: viewer reads; operator also runs, cancels and re-runs; admin also applies workflows and manages tokens and secrets
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Lifetime (30d, 12h, 90m); none for a token that does not expire
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_flag)]
+        expires: Option<Duration>,
+        /// Print the API's JSON (with the token)
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// List named tokens: name, role, prefix, status, creator, dates (never the tokens)
+    List {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// Revoke a named token: its next request is refused
+    Revoke {
+        /// The token's name
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+}
+
+impl TokensCommand {
+    /// The connection flags of the subcommand.
+    pub fn conn(&self) -> &ConnectionArgs {
+        match self {
+            TokensCommand::Create { conn, .. }
+            | TokensCommand::List { conn, .. }
+            | TokensCommand::Revoke { conn, .. } => conn,
+        }
+    }
+}
+
+/// Parses `--role`.
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("unknown role {text:?}; use viewer, operator or admin"))
+}
+
+/// `baton secrets ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SecretsCommand {
+    /// Set a secret from standard input (one trailing newline is dropped); never from a flag, so it stays out of shell history
+    Set {
+        /// Its name: letters, digits and "_", not starting with a digit
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// A workflow that may use it (repeatable); none for every workflow
+        #[arg(long = "workflow", value_name = "WORKFLOW")]
+        workflows: Vec<String>,
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// List secrets: names, scopes and dates, never values
+    List {
+        /// Print the API's JSON
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+    /// Remove a secret
+    Rm {
+        /// Its name
+        #[arg(value_name = "NAME")]
+        name: String,
+        #[command(flatten)]
+        conn: ConnectionArgs,
+    },
+}
+
+impl SecretsCommand {
+    /// The connection flags of the subcommand.
+    pub fn conn(&self) -> &ConnectionArgs {
+        match self {
+            SecretsCommand::Set { conn, .. }
+            | SecretsCommand::List { conn, .. }
+            | SecretsCommand::Rm { conn, .. } => conn,
         }
     }
 }

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use baton_api::{
-    AgentDoc, ApplyWorkflow, CreateRun, ErrorBody, LogPage, LogQuery, ResourceDoc, RetryRun,
-    RunDoc, RunFilter, RunSummary, WorkflowDoc, WorkflowSummary, WorkflowVersion,
-    WorkflowVersionDoc,
+    AgentDoc, ApplyWorkflow, CreateRun, CreateToken, CreatedToken, ErrorBody, LogPage, LogQuery,
+    PutSecret, ResourceDoc, RetryRun, RunDoc, RunFilter, RunSummary, SecretDoc, TokenDoc,
+    WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -172,6 +172,50 @@ impl Client {
     pub async fn resources(&self) -> Result<Vec<ResourceDoc>, CliError> {
         self.send(self.request(Method::GET, &["resources"], &[])?)
             .await
+    }
+
+    /// `POST /api/v1/tokens`: the new token, shown this once.
+    pub async fn create_token(&self, body: &CreateToken) -> Result<CreatedToken, CliError> {
+        let req = self.request(Method::POST, &["tokens"], &[])?.json(body);
+        self.send(req).await
+    }
+
+    /// `GET /api/v1/tokens`.
+    pub async fn tokens(&self) -> Result<Vec<TokenDoc>, CliError> {
+        self.send(self.request(Method::GET, &["tokens"], &[])?)
+            .await
+    }
+
+    /// `POST /api/v1/tokens/{name}/revoke`.
+    pub async fn revoke_token(&self, name: &str) -> Result<TokenDoc, CliError> {
+        self.send(self.request(Method::POST, &["tokens", name, "revoke"], &[])?)
+            .await
+    }
+
+    /// `PUT /api/v1/secrets/{name}`.
+    pub async fn put_secret(&self, name: &str, body: &PutSecret) -> Result<SecretDoc, CliError> {
+        let req = self
+            .request(Method::PUT, &["secrets", name], &[])?
+            .json(body);
+        self.send(req).await
+    }
+
+    /// `GET /api/v1/secrets`.
+    pub async fn secrets(&self) -> Result<Vec<SecretDoc>, CliError> {
+        self.send(self.request(Method::GET, &["secrets"], &[])?)
+            .await
+    }
+
+    /// `DELETE /api/v1/secrets/{name}`.
+    pub async fn delete_secret(&self, name: &str) -> Result<(), CliError> {
+        let req = self.request(Method::DELETE, &["secrets", name], &[])?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        Err(self.refusal(status, &body))
     }
 
     /// A request to `/api/v1/<segments>` with the query and the token.

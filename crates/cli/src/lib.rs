@@ -19,6 +19,8 @@ pub mod output;
 pub mod resources;
 pub mod run;
 pub mod runs;
+pub mod secrets;
+pub mod tokens;
 pub mod validate;
 pub mod workflows;
 

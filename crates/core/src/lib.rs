@@ -36,6 +36,7 @@ pub use outputs::{
     MAX_OUTPUT_BYTES, MAX_OUTPUT_KEY_BYTES, MAX_OUTPUT_KEYS, OutputError, OutputProblem, Outputs,
     check_outputs, input_env_name, is_output_key, parse_outputs,
 };
+pub use parse::names::{check_secret_name, check_token_name, check_workflow_name};
 pub use parse::{MAX_FILE_BYTES, MAX_NODES, parse_workflow};
 pub use plan::{Start, plan_run};
 pub use select::{Requirement, missing_requirements};

@@ -47,6 +47,11 @@ pub struct NodeSpec {
     /// Environment for the process (workflow `env` merged under node `env`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose value is a stored secret: variable name to secret name
+    /// (`env: {API_KEY: {secret: API_KEY}}`). The value reaches only the agent running an
+    /// attempt, for that attempt; it is never stored with the workflow or the run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Labels an agent must have, every one of them (workflow default merged under the node's).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub selector: BTreeMap<String, String>,

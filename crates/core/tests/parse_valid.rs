@@ -446,3 +446,40 @@ nodes:
         "{text}"
     );
 }
+
+#[test]
+fn env_secret_references_are_kept_apart_and_nodes_override_the_workflow() {
+    let wf = parse(
+        "name: s\nenv: {API_KEY: {secret: API_KEY}, MODE: fast}\nnodes:\n  \
+         a: {run: 'true'}\n  \
+         b: {run: 'true', env: {API_KEY: plain, TOKEN: {secret: DEPLOY_TOKEN}, MODE: {secret: M}}}\n",
+    );
+    let a = wf.nodes.iter().find(|n| n.id == "a").expect("a");
+    assert_eq!(a.secrets, map(&[("API_KEY", "API_KEY")]));
+    assert_eq!(a.env, map(&[("MODE", "fast")]));
+    let b = wf.nodes.iter().find(|n| n.id == "b").expect("b");
+    assert_eq!(b.secrets, map(&[("MODE", "M"), ("TOKEN", "DEPLOY_TOKEN")]));
+    assert_eq!(b.env, map(&[("API_KEY", "plain")]));
+    let stored = serde_json::to_value(&wf).expect("json");
+    assert_eq!(stored["nodes"][1]["secrets"]["TOKEN"], "DEPLOY_TOKEN");
+    assert!(
+        stored["nodes"][0].get("secrets").is_some(),
+        "references are stored, values never are"
+    );
+}
+
+#[test]
+fn bad_secret_references_are_reported_where_they_are() {
+    for (text, wanted) in [
+        ("{X: {secret: 1bad}}", "secret name"),
+        ("{X: {secret: A, other: 1}}", "unknown key \"other\""),
+        ("{X: {}}", "needs {secret: NAME}"),
+        ("{X: [a]}", "must be a string or {secret: NAME}"),
+    ] {
+        let file = format!("name: s\nnodes:\n  a:\n    run: 'true'\n    env: {text}\n");
+        let diags = parse_workflow("s.yaml", file.as_bytes()).expect_err(text);
+        let shown = diags.to_string();
+        assert!(shown.contains(wanted), "{text}: {shown}");
+        assert!(shown.contains("s.yaml:5:"), "{text}: position in {shown}");
+    }
+}

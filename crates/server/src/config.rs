@@ -42,6 +42,9 @@ pub struct ServerConfig {
     /// How long a node whose workflow sets no `queue_timeout` may wait in `ready` before it
     /// ends `error` (`no_agent`), in milliseconds; 0 for no limit.
     pub queue_timeout_ms: u64,
+    /// The key secrets are sealed with, as 64 hex digits (`BATON_SECRETS_KEY`); `None`
+    /// reads `secrets.key` in the data dir, made there on first start.
+    pub secrets_key: Option<String>,
 }
 
 impl ServerConfig {
@@ -56,6 +59,7 @@ impl ServerConfig {
             synchronous: Synchronous::Normal,
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
+            secrets_key: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //! store, and the handler that changed something fires it. Every task is tracked and ends
 //! on the shutdown token; held requests answer at once when it is cancelled.
 
+pub mod access;
 mod auth;
 mod config;
 mod error;
@@ -18,6 +19,8 @@ mod events;
 mod extract;
 mod reaper;
 mod routes;
+mod secrets;
+mod secrets_key;
 mod server;
 mod state;
 mod tokens;
@@ -29,6 +32,7 @@ pub use config::{
 };
 pub use error::ServerError;
 pub use routes::router;
+pub use secrets_key::SECRETS_KEY_FILE;
 pub use server::Server;
 pub use state::AppState;
 pub use tokens::{ADMIN_TOKEN_FILE, ENROLL_TOKEN_FILE, ServerTokens};

@@ -7,6 +7,8 @@ use baton_store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Database;
+use crate::secrets::Secrets;
+use crate::secrets_key::SecretsKey;
 use crate::tokens::{ServerTokens, hash_token};
 use crate::wake::Wake;
 use crate::{ServerConfig, ServerError};
@@ -27,6 +29,7 @@ struct Shared {
     max_artifact_bytes: u64,
     admin_hash: String,
     enroll_hash: String,
+    secrets: Secrets,
     shutdown: CancellationToken,
 }
 
@@ -61,6 +64,8 @@ impl AppState {
             .put_server_token(baton_store::TokenKind::Enroll, &enroll_hash)
             .await
             .map_err(ServerError::Store)?;
+        let key = SecretsKey::load_or_create(&config.data_dir, config.secrets_key.as_deref())?;
+        let secrets = Secrets::start(store.as_ref(), key).await?;
         Ok(AppState {
             inner: Arc::new(Shared {
                 store,
@@ -70,6 +75,7 @@ impl AppState {
                 max_artifact_bytes: config.max_artifact_bytes,
                 admin_hash,
                 enroll_hash,
+                secrets,
                 shutdown,
             }),
         })
@@ -102,6 +108,10 @@ impl AppState {
 
     pub(crate) fn enroll_hash(&self) -> &str {
         &self.inner.enroll_hash
+    }
+
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
     }
 
     /// Cancelled when the server begins to shut down: held requests answer at once.

@@ -23,6 +23,9 @@ pub const ENROLL_TOKEN_FILE: &str = "agent.token";
 const ADMIN_PREFIX: &str = "baton_admin_";
 const ENROLL_PREFIX: &str = "baton_enroll_";
 const AGENT_PREFIX: &str = "baton_agent_";
+const USER_PREFIX: &str = "baton_user_";
+/// Characters of a named token kept to recognise it (`baton_user_` and 6 hex digits).
+const SHOWN_PREFIX: usize = USER_PREFIX.len() + 6;
 
 /// The admin and enrollment tokens of a server and where they are kept.
 ///
@@ -126,6 +129,13 @@ fn load_or_create(path: &Path, prefix: &str, kind: &'static str) -> Result<Strin
 /// A fresh agent token.
 pub(crate) fn new_agent_token() -> String {
     new_token(AGENT_PREFIX)
+}
+
+/// A fresh named token and the prefix shown of it in lists.
+pub(crate) fn new_user_token() -> (String, String) {
+    let token = new_token(USER_PREFIX);
+    let shown = token[..SHOWN_PREFIX].to_owned();
+    (token, shown)
 }
 
 fn new_token(prefix: &str) -> String {

@@ -28,8 +28,8 @@ pub use types::*;
 use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
-    ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc, WorkflowSummary,
-    WorkflowVersion, WorkflowVersionDoc,
+    ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
+    WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
 use baton_core::{Outcome, Workflow};
 

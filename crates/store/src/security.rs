@@ -83,17 +83,14 @@ pub(crate) fn expires_at(now: i64, expires_in_ms: Option<u64>) -> Option<i64> {
 pub(crate) fn scope_to_sql(workflows: &Option<Vec<String>>) -> Result<Option<String>> {
     workflows
         .as_ref()
-        .map(|w| {
-            serde_json::to_string(w).map_err(|e| corrupt(format!("secret scope: {e}")))
-        })
+        .map(|w| serde_json::to_string(w).map_err(|e| corrupt(format!("secret scope: {e}"))))
         .transpose()
 }
 
 /// A secret's scope as read back.
 pub(crate) fn scope_from_sql(name: &str, text: Option<String>) -> Result<Option<Vec<String>>> {
     text.map(|t| {
-        serde_json::from_str(&t)
-            .map_err(|e| corrupt(format!("secret {name:?}: scope: {e}")))
+        serde_json::from_str(&t).map_err(|e| corrupt(format!("secret {name:?}: scope: {e}")))
     })
     .transpose()
 }
@@ -201,7 +198,10 @@ mod tests {
         };
         assert_eq!(token_doc(row(None, None), 5).unwrap().status, "active");
         assert_eq!(token_doc(row(Some(5), None), 5).unwrap().status, "expired");
-        assert_eq!(token_doc(row(Some(5), Some(1)), 9).unwrap().status, "revoked");
+        assert_eq!(
+            token_doc(row(Some(5), Some(1)), 9).unwrap().status,
+            "revoked"
+        );
         assert_eq!(expires_at(10, Some(5)), Some(15));
         assert_eq!(expires_at(10, Some(u64::MAX)), Some(i64::MAX));
     }

@@ -228,6 +228,7 @@ pub fn node(id: &str, needs: &[&str]) -> NodeSpec {
         needs: needs.iter().map(|s| (*s).to_owned()).collect(),
         action: Action::Run(Script::One(format!("echo {id}"))),
         env: BTreeMap::new(),
+        secrets: BTreeMap::new(),
         selector: BTreeMap::new(),
         timeout_ms: None,
         queue_timeout_ms: None,

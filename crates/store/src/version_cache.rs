@@ -86,6 +86,7 @@ mod tests {
                     needs: Vec::new(),
                     action: Action::Run(Script::One("true".into())),
                     env: Default::default(),
+                    secrets: Default::default(),
                     selector: Default::default(),
                     timeout_ms: None,
                     queue_timeout_ms: None,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Map as JsonMap, Number, Value as Json};
 
-use super::names::{NameRule, quote, suggest};
+use super::names::{ENV_NAME, NameRule, SECRET_NAME, quote, suggest};
 use super::report::Report;
 use super::scalar::Typed;
 use super::tree::{Entry, Node, Value};
@@ -116,6 +116,75 @@ impl At<'_, '_, '_> {
             }
         }
         out
+    }
+
+    /// `env`: each variable a string, or `{secret: NAME}` for a stored secret. Returns the
+    /// plain values and the secret references (variable to secret name) apart.
+    pub(crate) fn env_map(
+        &mut self,
+        value: &Node<'_>,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let (mut plain, mut secrets) = (BTreeMap::new(), BTreeMap::new());
+        let entries = match &value.value {
+            Value::Map(entries) => entries,
+            _ if value.is_null() => return (plain, secrets),
+            _ => {
+                self.wrong_type("env", "a mapping", value);
+                return (plain, secrets);
+            }
+        };
+        for e in self.unique(entries, "key") {
+            if let Err(message) = ENV_NAME.check(&e.key) {
+                self.report.at(e.key_pos, self.node, message);
+                continue;
+            }
+            if let Some(text) = e.value.text() {
+                plain.insert(e.key.to_string(), text.to_owned());
+                continue;
+            }
+            let Value::Map(inner) = &e.value.value else {
+                let message = if e.value.is_null() {
+                    format!(
+                        "env {} has no value; write \"\" for an empty string",
+                        quote(&e.key)
+                    )
+                } else {
+                    format!(
+                        "env {} must be a string or {{secret: NAME}}, found {}",
+                        quote(&e.key),
+                        e.value.kind()
+                    )
+                };
+                self.report.at(e.value.pos, self.node, message);
+                continue;
+            };
+            let mut name = None;
+            for inner in self.unique(inner, "key") {
+                if inner.key != "secret" {
+                    self.unknown_key(inner, &["secret"], " of a secret reference");
+                    continue;
+                }
+                match inner.value.text() {
+                    Some(text) => match SECRET_NAME.check(text) {
+                        Ok(()) => name = Some(text.to_owned()),
+                        Err(message) => self.report.at(inner.value.pos, self.node, message),
+                    },
+                    None => self.wrong_type("secret", "a secret's name", &inner.value),
+                }
+            }
+            match name {
+                Some(name) => {
+                    secrets.insert(e.key.to_string(), name);
+                }
+                None if !inner.iter().any(|i| i.key == "secret") => self.report.at(
+                    e.value.pos,
+                    self.node,
+                    format!("env {} needs {{secret: NAME}}", quote(&e.key)),
+                ),
+                None => {}
+            }
+        }
+        (plain, secrets)
     }
 
     /// A list of strings; a single string counts as a list of one when `one_ok`.

@@ -8,7 +8,7 @@ use crate::workflow::{RetryPolicy, Workflow};
 use super::MAX_NODES;
 use super::fields::At;
 use super::graph;
-use super::names::{ENV_NAME, LABEL_KEY, NODE_ID, WORKFLOW_NAME};
+use super::names::{LABEL_KEY, NODE_ID, WORKFLOW_NAME};
 use super::node::{Defaults, ReadNode, positive_duration, read_node, retry};
 use super::report::Report;
 use super::sched;
@@ -49,6 +49,7 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
     let mut description = None;
     let mut selector = BTreeMap::new();
     let mut env = BTreeMap::new();
+    let mut secret_env = BTreeMap::new();
     let mut timeout_ms = None;
     let mut queue_timeout_ms = None;
     let mut retry_policy = RetryPolicy::default();
@@ -73,7 +74,7 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
                 None => at.wrong_type("description", "a string", v),
             },
             "selector" => selector = at.string_map("selector", v, &LABEL_KEY),
-            "env" => env = at.string_map("env", v, &ENV_NAME),
+            "env" => (env, secret_env) = at.env_map(v),
             "timeout" => timeout_ms = positive_duration(&mut at, "timeout", v),
             "queue_timeout" => queue_timeout_ms = positive_duration(&mut at, "queue_timeout", v),
             "retry" => retry_policy = retry(&mut at, v),
@@ -90,6 +91,7 @@ pub(crate) fn workflow(root: &Node<'_>, report: &mut Report) -> Option<Workflow>
     }
     let defaults = Defaults {
         env: &env,
+        secrets: &secret_env,
         selector: &selector,
         retry: &retry_policy,
         queue_timeout_ms,

@@ -107,6 +107,43 @@ pub(crate) const OUTPUT_KEY: NameRule = NameRule {
     rest: id_char,
 };
 
+/// Names of secrets (`baton secrets set NAME`, `env: {X: {secret: NAME}}`).
+pub(crate) const SECRET_NAME: NameRule = NameRule {
+    what: "secret name",
+    rule: "use letters, digits and \"_\", not starting with a digit",
+    max_len: Some(128),
+    first: env_first,
+    rest: env_char,
+};
+
+fn token_char(c: char) -> bool {
+    lower_name_char(c) || c == '.'
+}
+
+/// Names of named tokens (`baton tokens create NAME`).
+pub(crate) const TOKEN_NAME: NameRule = NameRule {
+    what: "token name",
+    rule: "use lowercase letters, digits, \"_\", \".\" and \"-\", starting with a letter or digit",
+    max_len: Some(MAX_NAME_LEN),
+    first: lower_alnum,
+    rest: token_char,
+};
+
+/// Checks a secret's name; the error says what is wrong with it.
+pub fn check_secret_name(name: &str) -> Result<(), String> {
+    SECRET_NAME.check(name)
+}
+
+/// Checks a named token's name; the error says what is wrong with it.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    TOKEN_NAME.check(name)
+}
+
+/// Checks a workflow's name; the error says what is wrong with it.
+pub fn check_workflow_name(name: &str) -> Result<(), String> {
+    WORKFLOW_NAME.check(name)
+}
+
 impl NameRule {
     /// Checks `name`, returning the message to report when it breaks the rule.
     pub(crate) fn check(&self, name: &str) -> Result<(), String> {

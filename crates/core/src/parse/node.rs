@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::workflow::{Action, NodeSpec, RetryOn, RetryPolicy, Script, When};
 
 use super::fields::At;
-use super::names::{ENV_NAME, FUNCTION, LABEL_KEY, quote, suggest};
+use super::names::{FUNCTION, LABEL_KEY, quote, suggest};
 use super::report::Pos;
 use super::sched;
 use super::tree::{Entry, Node, Value};
@@ -35,6 +35,8 @@ pub(crate) const MAX_ATTEMPTS: u32 = 100;
 /// Workflow-level values merged under every node's own.
 pub(crate) struct Defaults<'w> {
     pub(crate) env: &'w BTreeMap<String, String>,
+    /// The workflow's secret references in `env`.
+    pub(crate) secrets: &'w BTreeMap<String, String>,
     pub(crate) selector: &'w BTreeMap<String, String>,
     /// The workflow's `retry`: a node's own `retry` replaces it whole.
     pub(crate) retry: &'w RetryPolicy,
@@ -65,6 +67,7 @@ pub(crate) fn read_node<'n>(
         needs: Vec::new(),
         action: Action::Run(Script::One(String::new())),
         env: defaults.env.clone(),
+        secrets: defaults.secrets.clone(),
         selector: defaults.selector.clone(),
         timeout_ms: None,
         queue_timeout_ms: defaults.queue_timeout_ms,
@@ -109,7 +112,18 @@ pub(crate) fn read_node<'n>(
             "selector" => spec
                 .selector
                 .extend(at.string_map("selector", v, &LABEL_KEY)),
-            "env" => spec.env.extend(at.string_map("env", v, &ENV_NAME)),
+            "env" => {
+                // A node's own variable replaces the workflow's, plain or secret alike.
+                let (plain, secrets) = at.env_map(v);
+                for name in plain.keys() {
+                    spec.secrets.remove(name);
+                }
+                for name in secrets.keys() {
+                    spec.env.remove(name);
+                }
+                spec.env.extend(plain);
+                spec.secrets.extend(secrets);
+            }
             "timeout" => spec.timeout_ms = positive_duration(at, "timeout", v),
             "queue_timeout" => {
                 if let Some(ms) = positive_duration(at, "queue_timeout", v) {

@@ -72,8 +72,12 @@ pub(crate) async fn claim(
         let mut woken = pin!(channel.notified());
         wake::arm(woken.as_mut());
         let looked_at = store.now_ms();
-        let claimed = store.claim(&agent.id, body.max, state.lease_ms()).await?;
+        let mut claimed = store.claim(&agent.id, body.max, state.lease_ms()).await?;
         if !claimed.assignments.is_empty() || !claimed.cancel.is_empty() {
+            state
+                .secrets()
+                .resolve(store.as_ref(), &mut claimed.assignments)
+                .await?;
             if !claimed.assignments.is_empty() {
                 state.wake().run_changed();
             }
@@ -150,13 +154,14 @@ pub(crate) async fn report(
         )));
     }
     check_outputs(attempt_id, &body.outputs)?;
-    let report = AttemptReport {
+    let mut report = AttemptReport {
         attempt_id,
         fence: body.fence,
         outcome: body.outcome,
         message: body.message,
         outputs: body.outputs,
     };
+    mask_report(&state, &mut report);
     let reported = state.store().report_attempt(&agent.id, &report).await?;
     if !reported.duplicate {
         state.wake().run_changed();
@@ -200,9 +205,17 @@ pub(crate) async fn report_batch(
     let want = body
         .want
         .min(u32::try_from(body.reports.len()).unwrap_or(u32::MAX));
-    let done = state
+    let mut reports = body.reports;
+    for r in &mut reports {
+        mask_report(&state, r);
+    }
+    let mut done = state
         .store()
-        .report_batch(&agent.id, &body.reports, want, state.lease_ms())
+        .report_batch(&agent.id, &reports, want, state.lease_ms())
+        .await?;
+    state
+        .secrets()
+        .resolve(state.store().as_ref(), &mut done.assignments)
         .await?;
     let fresh = || done.reports.iter().flatten().filter(|r| !r.duplicate);
     if fresh().next().is_some() || !done.assignments.is_empty() {
@@ -213,8 +226,7 @@ pub(crate) async fn report_batch(
     if done.woke || fresh().any(|r| r.outcome.state != AttemptState::Success) {
         state.wake().work_ready();
     }
-    let results = body
-        .reports
+    let results = reports
         .iter()
         .zip(&done.reports)
         .map(|(sent, stored)| ReportResult {
@@ -226,6 +238,25 @@ pub(crate) async fn report_batch(
         results,
         assignments: done.assignments,
     }))
+}
+
+/// Hides every secret value this server knows in a report's message and outputs. Agents
+/// mask what they were given; this catches what reaches the server all the same.
+fn mask_report(state: &AppState, report: &mut AttemptReport) {
+    let masker = state.secrets().masker();
+    if masker.is_empty() {
+        return;
+    }
+    if let Some(message) = &mut report.message
+        && let std::borrow::Cow::Owned(masked) = masker.mask_str(message)
+    {
+        *message = masked;
+    }
+    for value in report.outputs.values_mut() {
+        if let std::borrow::Cow::Owned(masked) = masker.mask_str(value) {
+            *value = masked;
+        }
+    }
 }
 
 /// Refuses outputs the agent should have refused itself: the server never trusts one.
@@ -244,9 +275,11 @@ pub(crate) async fn logs(
         attempt_id,
         fence: body.fence,
     };
+    let masker = state.secrets().masker();
+    let data = masker.mask_str(&body.data);
     state
         .store()
-        .append_log(&agent.id, attempt, body.seq, body.stream, &body.data)
+        .append_log(&agent.id, attempt, body.seq, body.stream, &data)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

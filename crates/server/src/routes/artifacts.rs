@@ -19,7 +19,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::AppState;
-use crate::auth::{Admin, Agent};
+use crate::auth::{Agent, Caller};
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 
@@ -104,7 +104,7 @@ pub(crate) async fn upload(
 
 /// `GET /runs/{id}/artifacts`.
 pub(crate) async fn list(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path(run_id): Path<String>,
 ) -> Result<Json<Vec<ArtifactDoc>>, ApiError> {
@@ -113,7 +113,7 @@ pub(crate) async fn list(
 
 /// `GET /runs/{id}/artifacts/{node}/{attempt}/{*path}`: the file's bytes.
 pub(crate) async fn download(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path((run_id, node, attempt, path)): Path<(String, String, u32, String)>,
 ) -> Result<Response, ApiError> {

@@ -6,6 +6,8 @@ mod artifacts;
 mod health;
 mod resources;
 mod runs;
+mod secrets;
+mod tokens;
 mod workflows;
 
 use axum::Router;
@@ -16,6 +18,7 @@ use axum::routing::{get, post, put};
 use tokio::time::Instant;
 
 use crate::AppState;
+use crate::auth;
 use crate::error::ApiError;
 
 /// Limit of a workflow apply: a 1 MiB file, escaped into JSON.
@@ -53,6 +56,10 @@ pub fn router(state: AppState) -> Router {
             get(artifacts::download),
         )
         .route("/agents", get(agents::list))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{name}/revoke", post(tokens::revoke))
+        .route("/secrets", get(secrets::list))
+        .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
         .route("/resources", get(resources::list))
         .route("/agent/register", post(agent_protocol::register))
         .route("/agent/claim", post(agent_protocol::claim))
@@ -74,7 +81,12 @@ pub fn router(state: AppState) -> Router {
             "/agent/attempts/{id}/artifacts/{*path}",
             put(artifacts::upload),
         )
-        .route("/agent/deregister", post(agent_protocol::deregister));
+        .route("/agent/deregister", post(agent_protocol::deregister))
+        // Every route above: the access table decides who may call it, before any handler.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ));
 
     Router::new()
         .route("/healthz", get(health::healthz))

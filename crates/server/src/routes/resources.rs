@@ -4,12 +4,12 @@ use axum::extract::State;
 use baton_api::ResourceDoc;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::Json;
 
 pub(crate) async fn list(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ResourceDoc>>, ApiError> {
     Ok(Json(state.store().resources().await?))

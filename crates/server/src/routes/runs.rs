@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Json, Path, Query};
 use crate::wake::{self, Woken};
@@ -23,7 +23,7 @@ const DEFAULT_WAIT_MS: u64 = 25_000;
 const MAX_WAIT_MS: u64 = 60_000;
 
 pub(crate) async fn create(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Json(body): Json<CreateRun>,
 ) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
@@ -36,7 +36,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn list(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Query(filter): Query<RunFilter>,
 ) -> Result<Json<Vec<RunSummary>>, ApiError> {
@@ -54,7 +54,7 @@ pub(crate) struct ShowQuery {
 
 /// `GET /runs/{id}`: the run document, held with `wait_after` until the run changes.
 pub(crate) async fn show(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ShowQuery>,
@@ -78,7 +78,7 @@ pub(crate) async fn show(
 }
 
 pub(crate) async fn cancel(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RunDoc>, ApiError> {
@@ -93,7 +93,7 @@ pub(crate) async fn cancel(
 /// `POST /runs/{id}/retry`: a new run of the same version that keeps the finished run's
 /// successes.
 pub(crate) async fn retry(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
@@ -113,7 +113,7 @@ pub(crate) async fn retry(
 }
 
 pub(crate) async fn logs(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,

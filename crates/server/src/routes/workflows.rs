@@ -5,14 +5,14 @@ use axum::http::StatusCode;
 use baton_api::{ApplyWorkflow, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc};
 
 use crate::AppState;
-use crate::auth::Admin;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Json, Path};
 
 /// `POST /workflows`: validates the file and stores it as a new version unless the
 /// definition equals the latest one.
 pub(crate) async fn apply(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Json(body): Json<ApplyWorkflow>,
 ) -> Result<(StatusCode, Json<WorkflowVersion>), ApiError> {
@@ -32,14 +32,14 @@ pub(crate) async fn apply(
 }
 
 pub(crate) async fn list(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<WorkflowSummary>>, ApiError> {
     Ok(Json(state.store().list_workflows().await?))
 }
 
 pub(crate) async fn show(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<WorkflowDoc>, ApiError> {
@@ -47,7 +47,7 @@ pub(crate) async fn show(
 }
 
 pub(crate) async fn version(
-    _: Admin,
+    _: Caller,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, i64)>,
 ) -> Result<Json<WorkflowVersionDoc>, ApiError> {

@@ -331,5 +331,8 @@ async fn take(
         timeout_ms: spec.timeout_ms,
         artifacts: spec.artifacts.clone(),
         inputs,
+        secrets: Default::default(),
+        secret_refs: spec.secrets.clone(),
+        refused: None,
     }))
 }

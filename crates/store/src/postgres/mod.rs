@@ -51,8 +51,7 @@ use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
     ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
-    WorkflowSummary,
-    WorkflowVersion, WorkflowVersionDoc,
+    WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
 use baton_core::Workflow;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -61,8 +60,7 @@ use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::{
     ArtifactTarget, BatchReported, Claimed, Expired, HeartbeatResult, NewToken, Principal, Reaped,
-    Reported, SealedSecret,
-    Result, RunCreated, Store, StoreError, StoreEvent, TokenKind,
+    Reported, Result, RunCreated, SealedSecret, Store, StoreError, StoreEvent, TokenKind,
 };
 use cache::Cache;
 use db::{Db, SqlResult, retryable};

@@ -348,5 +348,8 @@ fn take(
         timeout_ms: spec.timeout_ms,
         artifacts: spec.artifacts.clone(),
         inputs,
+        secrets: Default::default(),
+        secret_refs: spec.secrets.clone(),
+        refused: None,
     }))
 }

@@ -42,8 +42,7 @@ use async_trait::async_trait;
 use baton_api::{
     AgentDoc, ArtifactDoc, AttemptRef, AttemptReport, CreateRun, LogPage, LogQuery, RegisterAgent,
     ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
-    WorkflowSummary,
-    WorkflowVersion, WorkflowVersionDoc,
+    WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
 use baton_core::Workflow;
 use rusqlite::config::DbConfig;
@@ -51,8 +50,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::{
     ArtifactTarget, BatchReported, Claimed, Expired, HeartbeatResult, NewToken, Principal, Reaped,
-    Reported, SealedSecret,
-    Result, RunCreated, Store, StoreError, TokenKind,
+    Reported, Result, RunCreated, SealedSecret, Store, StoreError, TokenKind,
 };
 use cache::Cache;
 use checkpoint::Checkpointer;

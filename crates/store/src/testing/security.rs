@@ -25,7 +25,10 @@ pub async fn named_tokens_live_until_revoked_or_expired(h: Harness) {
         .await
         .expect("create");
     assert_eq!((doc.name.as_str(), doc.role), ("ci", Role::Operator));
-    assert_eq!((doc.status.as_str(), doc.created_by.as_str()), ("active", "admin"));
+    assert_eq!(
+        (doc.status.as_str(), doc.created_by.as_str()),
+        ("active", "admin")
+    );
     assert_eq!(doc.expires_at, None);
     assert_eq!(
         s.authenticate("h1").await.expect("auth"),
@@ -40,7 +43,8 @@ pub async fn named_tokens_live_until_revoked_or_expired(h: Harness) {
     ));
     assert!(
         matches!(
-            s.create_token(&token("other", Role::Viewer, "h1", None)).await,
+            s.create_token(&token("other", Role::Viewer, "h1", None))
+                .await,
             Err(StoreError::Conflict(_))
         ),
         "a hash is never stored twice"
@@ -112,10 +116,13 @@ pub async fn secrets_are_kept_sealed_and_replaced_by_name(h: Harness) {
     assert_eq!(listed[1].workflows, Some(vec!["x".into(), "y".into()]));
 
     let all = s.sealed_secrets(None).await.expect("all");
-    assert_eq!(all, vec![
-        sealed("A_KEY", 2, Some(vec!["deploy".into()])),
-        sealed("B_KEY", 3, Some(vec!["x".into(), "y".into()]))
-    ]);
+    assert_eq!(
+        all,
+        vec![
+            sealed("A_KEY", 2, Some(vec!["deploy".into()])),
+            sealed("B_KEY", 3, Some(vec!["x".into(), "y".into()]))
+        ]
+    );
     let some = s
         .sealed_secrets(Some(&["B_KEY".into(), "NONE".into()]))
         .await
