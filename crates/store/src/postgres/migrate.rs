@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_deadlines_rerun.sql"),
     include_str!("../../migrations/postgres/0003_leads.sql"),
     include_str!("../../migrations/postgres/0004_scheduling.sql"),
+    include_str!("../../migrations/postgres/0005_audit.sql"),
 ];
 
 /// Creates `schema` when named, then applies the migrations the database has not seen.

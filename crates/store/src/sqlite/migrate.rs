@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_deadlines_rerun.sql"),
     include_str!("../../migrations/sqlite/0003_scheduling.sql"),
+    include_str!("../../migrations/sqlite/0004_audit.sql"),
 ];
 
 /// Applies the migrations the database has not seen, each in its own transaction.
