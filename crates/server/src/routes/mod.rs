@@ -3,6 +3,7 @@
 mod agent_protocol;
 mod agents;
 mod artifacts;
+mod audit;
 mod health;
 mod resources;
 mod runs;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/agents", get(agents::list))
         .route("/resources", get(resources::list))
+        .route("/audit", get(audit::list))
         .route("/agent/register", post(agent_protocol::register))
         .route("/agent/claim", post(agent_protocol::claim))
         .route("/agent/heartbeat", post(agent_protocol::heartbeat))
