@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use baton_cli::args::AuditArgs;
 use baton_cli::args::{
     AgentsCommand, ResourcesCommand, RunArgs, RunsCommand, ValidateArgs, WorkflowsCommand,
     parse_duration_flag, parse_label,
@@ -51,6 +52,8 @@ pub(crate) enum Command {
     /// Apply, list and show workflows
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    /// List the audit trail (who did what, when), newest first; admin only
+    Audit(AuditArgs),
 }
 
 impl Command {

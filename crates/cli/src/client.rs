@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use baton_api::{AuditPage, AuditQuery};
 use baton_api::{
     AgentDoc, ApplyWorkflow, CreateRun, ErrorBody, LogPage, LogQuery, ResourceDoc, RetryRun,
     RunDoc, RunFilter, RunSummary, WorkflowDoc, WorkflowSummary, WorkflowVersion,
@@ -171,6 +172,25 @@ impl Client {
     /// `GET /api/v1/resources`.
     pub async fn resources(&self) -> Result<Vec<ResourceDoc>, CliError> {
         self.send(self.request(Method::GET, &["resources"], &[])?)
+            .await
+    }
+
+    /// `GET /api/v1/audit`.
+    pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, CliError> {
+        let mut query = Vec::new();
+        if let Some(l) = q.limit {
+            query.push(("limit", l.to_string()));
+        }
+        if let Some(b) = q.before {
+            query.push(("before", b.to_string()));
+        }
+        if let Some(a) = &q.actor {
+            query.push(("actor", a.clone()));
+        }
+        if let Some(a) = &q.action {
+            query.push(("action", a.clone()));
+        }
+        self.send(self.request(Method::GET, &["audit"], &query)?)
             .await
     }
 
