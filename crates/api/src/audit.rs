@@ -195,9 +195,7 @@ impl AuditQuery {
     pub fn check(&self) -> Result<(), String> {
         self.page_size()?;
         if let Some(action) = &self.action {
-            action
-                .parse::<AuditAction>()
-                .map_err(|e| e.to_string())?;
+            action.parse::<AuditAction>().map_err(|e| e.to_string())?;
         }
         if let Some(actor) = &self.actor
             && actor.len() > AUDIT_NAME_MAX
@@ -226,8 +224,9 @@ mod tests {
         }
         let err = "run.explode".parse::<AuditAction>().unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("unknown audit action \"run.explode\"; use one of workflow.apply, run.create"),
+            err.to_string().starts_with(
+                "unknown audit action \"run.explode\"; use one of workflow.apply, run.create"
+            ),
             "{err}"
         );
     }

@@ -349,7 +349,8 @@ pub struct AuditArgs {
 
 /// Parses an audit action name for `--action`.
 pub fn parse_audit_action(text: &str) -> Result<baton_api::AuditAction, String> {
-    text.parse().map_err(|e: baton_api::UnknownAction| e.to_string())
+    text.parse()
+        .map_err(|e: baton_api::UnknownAction| e.to_string())
 }
 
 /// Parses a run state name for `--status`.

@@ -107,7 +107,13 @@ mod tests {
 
     use super::*;
 
-    fn entry(id: i64, actor: &str, action: &str, target: &str, detail: serde_json::Value) -> AuditEntry {
+    fn entry(
+        id: i64,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> AuditEntry {
         AuditEntry {
             id,
             at: format!("2027-01-15T08:00:{:02}.000Z", id),
@@ -121,8 +127,20 @@ mod tests {
     #[test]
     fn table_lists_entries_with_compact_detail() {
         let entries = vec![
-            entry(12, "ci-bot", "run.create", "r-0193", json!({"workflow": "deploy", "version": 3})),
-            entry(11, "admin", "token.create", "ci-bot", json!({"role": "operator"})),
+            entry(
+                12,
+                "ci-bot",
+                "run.create",
+                "r-0193",
+                json!({"workflow": "deploy", "version": 3}),
+            ),
+            entry(
+                11,
+                "admin",
+                "token.create",
+                "ci-bot",
+                json!({"role": "operator"}),
+            ),
             entry(10, "admin", "workflow.apply", "deploy", json!({})),
         ];
         insta::assert_snapshot!(audit_table(&entries), @r#"
@@ -173,7 +191,10 @@ mod tests {
             !text.chars().any(|c| c.is_control() && c != '\n'),
             "{text:?}"
         );
-        assert!(text.contains(r#""target": "db\u009b\u007f\u001b""#), "{text}");
+        assert!(
+            text.contains(r#""target": "db\u009b\u007f\u001b""#),
+            "{text}"
+        );
         let back: AuditPage = serde_json::from_str(&text).unwrap();
         assert_eq!(back, page);
     }

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use baton_api::{AuditPage, AuditQuery};
 use baton_api::{
     AgentDoc, ApplyWorkflow, CreateRun, ErrorBody, LogPage, LogQuery, ResourceDoc, RetryRun,
     RunDoc, RunFilter, RunSummary, WorkflowDoc, WorkflowSummary, WorkflowVersion,
     WorkflowVersionDoc,
 };
+use baton_api::{AuditPage, AuditQuery};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 

@@ -140,7 +140,10 @@ mod tests {
         assert!(long.starts_with(&r.actor));
         assert_eq!(r.target, r.actor);
         let short = record("admin", AuditAction::RunCancel, "r1", &json!({})).unwrap();
-        assert_eq!((short.actor.as_str(), short.target.as_str()), ("admin", "r1"));
+        assert_eq!(
+            (short.actor.as_str(), short.target.as_str()),
+            ("admin", "r1")
+        );
     }
 
     #[test]

@@ -38,8 +38,11 @@ impl Audited {
     }
 
     async fn get(&self, uri: &str, token: Option<&str>) -> (StatusCode, Value) {
-        let (status, _, body) =
-            send(self.router.clone(), json_request(Method::GET, uri, token, None)).await;
+        let (status, _, body) = send(
+            self.router.clone(),
+            json_request(Method::GET, uri, token, None),
+        )
+        .await;
         (status, parse(&body))
     }
 

@@ -28,9 +28,8 @@ pub(crate) fn record(db: &Db<'_>, r: &Record) -> Result<i64> {
 pub(crate) fn page(db: &Db<'_>, query: &Query) -> Result<AuditPage> {
     // One statement per combination of filters, so each keeps the plan that walks its own
     // index backwards (plans are pinned per statement).
-    let mut sql = String::from(
-        "SELECT id, at, actor, action, target, detail FROM audit WHERE id < ?1",
-    );
+    let mut sql =
+        String::from("SELECT id, at, actor, action, target, detail FROM audit WHERE id < ?1");
     let mut args: Vec<&dyn ToSql> = vec![&query.before];
     if let Some(actor) = &query.actor {
         args.push(actor);
@@ -43,10 +42,20 @@ pub(crate) fn page(db: &Db<'_>, query: &Query) -> Result<AuditPage> {
     let rows = query.rows();
     args.push(&rows);
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
-    let mut stmt = db.conn.prepare_cached(&sql).ctx("reading the audit trail")?;
+    let mut stmt = db
+        .conn
+        .prepare_cached(&sql)
+        .ctx("reading the audit trail")?;
     let found = stmt
         .query_map(args.as_slice(), |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .ctx("reading the audit trail")?
         .collect::<rusqlite::Result<Vec<audit::Row>>>()

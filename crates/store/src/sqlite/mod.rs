@@ -625,8 +625,10 @@ impl Store for SqliteStore {
     ) -> Result<i64> {
         // Checked before the writer is taken: a refused entry costs no database work.
         let entry = crate::audit::record(actor, action, target, detail)?;
-        self.write("recording an audit entry", move |db| audit::record(db, &entry))
-            .await
+        self.write("recording an audit entry", move |db| {
+            audit::record(db, &entry)
+        })
+        .await
     }
 
     async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage> {

@@ -62,7 +62,10 @@ pub async fn audit_lists_newest_first_on_the_store_clock(h: Harness) {
     );
     let e = &page.entries[1];
     assert_eq!(e.at, format_time(t0 + 1_500));
-    assert_eq!((e.actor.as_str(), e.action.as_str()), ("ci-bot", "run.create"));
+    assert_eq!(
+        (e.actor.as_str(), e.action.as_str()),
+        ("ci-bot", "run.create")
+    );
     assert_eq!(e.detail, json!({}));
     assert_eq!(page.entries[2].at, format_time(t0));
     assert_eq!(page.entries[2].detail, json!({"version": 2}));
@@ -75,9 +78,14 @@ pub async fn audit_pages_by_id(h: Harness) {
     let mut made = Vec::new();
     for i in 0..7 {
         made.push(
-            s.record_audit("admin", AuditAction::RunCancel, &format!("r-{i}"), &json!({}))
-                .await
-                .expect("record"),
+            s.record_audit(
+                "admin",
+                AuditAction::RunCancel,
+                &format!("r-{i}"),
+                &json!({}),
+            )
+            .await
+            .expect("record"),
         );
     }
     made.reverse();
@@ -232,7 +240,10 @@ pub async fn audit_refuses_bad_entries_and_queries(h: Harness) {
             .await,
     );
     let big = json!({"blob": "x".repeat(16 * 1024)});
-    let message = invalid(s.record_audit("admin", AuditAction::SecretSet, "s", &big).await);
+    let message = invalid(
+        s.record_audit("admin", AuditAction::SecretSet, "s", &big)
+            .await,
+    );
     assert!(message.contains("16384"), "{message}");
     assert_eq!(list(s, AuditQuery::default()).await.entries, []);
 
@@ -279,9 +290,14 @@ pub async fn audit_refuses_bad_entries_and_queries(h: Harness) {
     }
 
     for i in 0..1_001 {
-        s.record_audit("bulk", AuditAction::RunCreate, &format!("r-{i}"), &json!({}))
-            .await
-            .expect("record");
+        s.record_audit(
+            "bulk",
+            AuditAction::RunCreate,
+            &format!("r-{i}"),
+            &json!({}),
+        )
+        .await
+        .expect("record");
     }
     let page = list(
         s,
