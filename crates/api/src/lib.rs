@@ -6,6 +6,7 @@
 //! documents people read and milliseconds since the Unix epoch where noted.
 
 mod agent;
+mod audit;
 mod error;
 mod resource;
 mod run;
@@ -13,6 +14,7 @@ mod security;
 mod workflow;
 
 pub use agent::*;
+pub use audit::*;
 pub use error::*;
 pub use resource::*;
 pub use run::*;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use baton_cli::args::AuditArgs;
 use baton_cli::args::{
     AgentsCommand, ResourcesCommand, RunArgs, RunsCommand, SecretsCommand, TokensCommand,
     ValidateArgs, WorkflowsCommand, parse_duration_flag, parse_label,
@@ -57,6 +58,8 @@ pub(crate) enum Command {
     /// Set, list and remove secrets (admin); values are never printed
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// List the audit trail (who did what, when), newest first; admin only
+    Audit(AuditArgs),
 }
 
 impl Command {

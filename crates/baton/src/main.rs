@@ -92,6 +92,10 @@ async fn dispatch(command: Command, origin: TokenOrigin) -> Exit {
             Ok(c) => client_result(baton_cli::secrets::secrets(cmd, &c).await),
             Err(exit) => exit,
         },
+        Command::Audit(args) => match client(&args.conn, origin) {
+            Ok(c) => client_result(baton_cli::audit::audit(args, &c).await),
+            Err(exit) => exit,
+        },
     };
     done.cancel();
     shutdown.cancel();

@@ -429,6 +429,34 @@ impl WorkflowsCommand {
     }
 }
 
+/// `baton audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// At most this many entries, newest first [default: 100]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
+    /// Only entries older than this id (the id the previous page says to pass)
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+    pub before: Option<i64>,
+    /// Only entries by this actor (a token's name; `admin` for the admin token file)
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Only entries of this action (workflow.apply, run.create, run.cancel, run.retry, run.approve, run.reject, run.pause, run.resume, run.delete, token.create, token.revoke, secret.set, secret.delete)
+    #[arg(long, value_name = "ACTION", value_parser = parse_audit_action)]
+    pub action: Option<baton_api::AuditAction>,
+    /// Print the API's JSON (the page: entries and next_before)
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+}
+
+/// Parses an audit action name for `--action`.
+pub fn parse_audit_action(text: &str) -> Result<baton_api::AuditAction, String> {
+    text.parse()
+        .map_err(|e: baton_api::UnknownAction| e.to_string())
+}
+
 /// Parses a run state name for `--status`.
 pub fn parse_run_state(text: &str) -> Result<RunState, String> {
     text.parse().map_err(|_| {

@@ -7,6 +7,7 @@ use baton_api::{
     PutSecret, ResourceDoc, RetryRun, RunDoc, RunFilter, RunSummary, SecretDoc, TokenDoc,
     WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
+use baton_api::{AuditPage, AuditQuery};
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 
@@ -216,6 +217,25 @@ impl Client {
         }
         let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
         Err(self.refusal(status, &body))
+    }
+
+    /// `GET /api/v1/audit`.
+    pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, CliError> {
+        let mut query = Vec::new();
+        if let Some(l) = q.limit {
+            query.push(("limit", l.to_string()));
+        }
+        if let Some(b) = q.before {
+            query.push(("before", b.to_string()));
+        }
+        if let Some(a) = &q.actor {
+            query.push(("actor", a.clone()));
+        }
+        if let Some(a) = &q.action {
+            query.push(("action", a.clone()));
+        }
+        self.send(self.request(Method::GET, &["audit"], &query)?)
+            .await
     }
 
     /// A request to `/api/v1/<segments>` with the query and the token.

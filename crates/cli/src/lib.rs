@@ -10,6 +10,7 @@
 
 pub mod agents;
 pub mod args;
+pub mod audit;
 pub mod client;
 pub mod connection;
 pub mod exit;

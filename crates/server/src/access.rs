@@ -65,6 +65,7 @@ pub const ROUTES: &[(Method, &str, Access)] = &[
     (Method::GET, "/secrets", Access::Role(Role::Admin)),
     (Method::PUT, "/secrets/{name}", Access::Role(Role::Admin)),
     (Method::DELETE, "/secrets/{name}", Access::Role(Role::Admin)),
+    (Method::GET, "/audit", Access::Role(Role::Admin)),
     (Method::POST, "/agent/register", Access::Enroll),
     (Method::POST, "/agent/claim", Access::Agent),
     (Method::POST, "/agent/heartbeat", Access::Agent),

@@ -110,6 +110,28 @@ impl AppState {
         &self.inner.enroll_hash
     }
 
+    /// Records who did what in the audit trail, after the action committed. A failure to
+    /// record is logged, not answered: the action itself stands.
+    pub(crate) async fn audit(
+        &self,
+        actor: &str,
+        action: baton_api::AuditAction,
+        target: &str,
+        detail: serde_json::Value,
+    ) {
+        if let Err(e) = self
+            .inner
+            .store
+            .record_audit(actor, action, target, &detail)
+            .await
+        {
+            tracing::error!(
+                actor, action = action.as_str(), target, error = %crate::error::error_chain(&e),
+                "cannot record an audit entry"
+            );
+        }
+    }
+
     pub(crate) fn secrets(&self) -> &Secrets {
         &self.inner.secrets
     }

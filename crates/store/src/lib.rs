@@ -11,6 +11,7 @@
 //!
 //! [`testing`] holds the conformance suite every backend must pass.
 
+mod audit;
 mod error;
 mod postgres;
 mod security;
@@ -31,6 +32,7 @@ use baton_api::{
     ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
     WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
+use baton_api::{AuditAction, AuditPage, AuditQuery};
 use baton_core::{Outcome, Workflow};
 
 /// Result of store calls.
@@ -261,4 +263,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// A run's artifacts; `NotFound` if the run is absent.
     async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactDoc>>;
+
+    // --- audit --------------------------------------------------------------------------
+
+    /// Records that `actor` (a token's name) did `action` to `target`, at the store's
+    /// clock; returns the entry's id. `detail` is a JSON object (maybe empty) of at most
+    /// 16 KiB; actor and target longer than 256 bytes are cut. `Invalid` for an empty
+    /// actor or a detail that is not an object or too large.
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> Result<i64>;
+
+    /// A page of the audit trail, newest first, filtered by actor and action; older pages
+    /// through `before`. `Invalid` for a bad query (limit out of range, unknown action).
+    async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage>;
 }

@@ -22,6 +22,7 @@
 //! freely.
 
 mod attempts;
+mod audit;
 mod batch;
 mod claim_walk;
 mod concurrency;
@@ -38,6 +39,7 @@ mod service;
 mod triggers;
 
 pub use attempts::*;
+pub use audit::*;
 pub use batch::*;
 pub use claim_walk::*;
 pub use concurrency::*;
@@ -205,6 +207,10 @@ macro_rules! conformance_tests {
             skips_propagate_down_a_chain_into_an_all_done_node,
             queue_timeout_error_readies_any_failure_nodes,
             retry_of_a_run_with_rules_gates_on_kept_nodes,
+            audit_lists_newest_first_on_the_store_clock,
+            audit_pages_by_id,
+            audit_filters_by_actor_and_action,
+            audit_refuses_bad_entries_and_queries,
         );
     };
     (@cases $skipped:literal, $factory:expr; $($case:ident),+ $(,)?) => {

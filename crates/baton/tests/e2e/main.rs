@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `baton` binary as server, agents and client.
 
+mod audit;
 mod auth;
 mod concurrency;
 mod dag;

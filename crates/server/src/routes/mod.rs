@@ -3,6 +3,7 @@
 mod agent_protocol;
 mod agents;
 mod artifacts;
+mod audit;
 mod health;
 mod resources;
 mod runs;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/secrets", get(secrets::list))
         .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
         .route("/resources", get(resources::list))
+        .route("/audit", get(audit::list))
         .route("/agent/register", post(agent_protocol::register))
         .route("/agent/claim", post(agent_protocol::claim))
         .route("/agent/heartbeat", post(agent_protocol::heartbeat))

@@ -7,8 +7,11 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use baton_api::{CreateRun, LogPage, LogQuery, RetryRun, RunDoc, RunFilter, RunSummary};
+use baton_api::{
+    AuditAction, CreateRun, LogPage, LogQuery, RetryRun, RunDoc, RunFilter, RunSummary,
+};
 use serde::Deserialize;
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::AppState;
@@ -23,7 +26,7 @@ const DEFAULT_WAIT_MS: u64 = 25_000;
 const MAX_WAIT_MS: u64 = 60_000;
 
 pub(crate) async fn create(
-    _: Caller,
+    caller: Caller,
     State(state): State<AppState>,
     Json(body): Json<CreateRun>,
 ) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
@@ -32,6 +35,15 @@ pub(crate) async fn create(
     state.wake().work_changed();
     state.wake().run_changed();
     tracing::info!(run = %created.run.id, workflow = %created.run.workflow, version = created.run.version, status = %created.run.status, "run created");
+    let detail = json!({"workflow": created.run.workflow, "version": created.run.version});
+    state
+        .audit(
+            &caller.name,
+            AuditAction::RunCreate,
+            &created.run.id,
+            detail,
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(created.run)))
 }
 
@@ -78,7 +90,7 @@ pub(crate) async fn show(
 }
 
 pub(crate) async fn cancel(
-    _: Caller,
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<RunDoc>, ApiError> {
@@ -87,13 +99,16 @@ pub(crate) async fn cancel(
     state.wake().work_changed();
     state.wake().run_changed();
     tracing::info!(run = %run.id, "run cancel requested");
+    state
+        .audit(&caller.name, AuditAction::RunCancel, &run.id, json!({}))
+        .await;
     Ok(Json(run))
 }
 
 /// `POST /runs/{id}/retry`: a new run of the same version that keeps the finished run's
 /// successes.
 pub(crate) async fn retry(
-    _: Caller,
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Bytes,
@@ -109,6 +124,10 @@ pub(crate) async fn retry(
     state.wake().work_changed();
     state.wake().run_changed();
     tracing::info!(run = %created.run.id, retry_of = %id, from = ?body.from, "run retried");
+    let detail = json!({"retry_of": id, "from": body.from});
+    state
+        .audit(&caller.name, AuditAction::RunRetry, &created.run.id, detail)
+        .await;
     Ok((StatusCode::CREATED, Json(created.run)))
 }
 

@@ -2,7 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use baton_api::{PutSecret, SecretDoc};
+use baton_api::{AuditAction, PutSecret, SecretDoc};
+use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -20,6 +21,10 @@ pub(crate) async fn put(
         .put(state.store().as_ref(), &name, body)
         .await?;
     tracing::info!(secret = %doc.name, by = %caller.name, "secret set");
+    let detail = json!({"workflows": doc.workflows});
+    state
+        .audit(&caller.name, AuditAction::SecretSet, &doc.name, detail)
+        .await;
     Ok(Json(doc))
 }
 
@@ -37,5 +42,8 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state.store().delete_secret(&name).await?;
     tracing::info!(secret = %name, by = %caller.name, "secret removed");
+    state
+        .audit(&caller.name, AuditAction::SecretDelete, &name, json!({}))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -2,8 +2,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use baton_api::{CreateToken, CreatedToken, TokenDoc};
+use baton_api::{AuditAction, CreateToken, CreatedToken, TokenDoc};
 use baton_store::{ADMIN_TOKEN_NAME, NewToken};
+use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -47,6 +48,10 @@ pub(crate) async fn create(
         })
         .await?;
     tracing::info!(token = %info.name, role = %info.role, by = %caller.name, "token created");
+    let detail = json!({"role": info.role, "expires_at": info.expires_at});
+    state
+        .audit(&caller.name, AuditAction::TokenCreate, &info.name, detail)
+        .await;
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })))
 }
 
@@ -64,5 +69,8 @@ pub(crate) async fn revoke(
 ) -> Result<Json<TokenDoc>, ApiError> {
     let doc = state.store().revoke_token(&name).await?;
     tracing::info!(token = %doc.name, by = %caller.name, "token revoked");
+    state
+        .audit(&caller.name, AuditAction::TokenRevoke, &doc.name, json!({}))
+        .await;
     Ok(Json(doc))
 }

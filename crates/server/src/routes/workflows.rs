@@ -2,7 +2,10 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use baton_api::{ApplyWorkflow, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc};
+use baton_api::{
+    ApplyWorkflow, AuditAction, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
+};
+use serde_json::json;
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -12,7 +15,7 @@ use crate::extract::{Json, Path};
 /// `POST /workflows`: validates the file and stores it as a new version unless the
 /// definition equals the latest one.
 pub(crate) async fn apply(
-    _: Caller,
+    caller: Caller,
     State(state): State<AppState>,
     Json(body): Json<ApplyWorkflow>,
 ) -> Result<(StatusCode, Json<WorkflowVersion>), ApiError> {
@@ -24,6 +27,14 @@ pub(crate) async fn apply(
         .await?;
     let status = if version.created {
         tracing::info!(workflow = %version.name, version = version.version, "workflow applied");
+        state
+            .audit(
+                &caller.name,
+                AuditAction::WorkflowApply,
+                &version.name,
+                json!({"version": version.version}),
+            )
+            .await;
         StatusCode::CREATED
     } else {
         StatusCode::OK

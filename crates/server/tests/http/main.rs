@@ -3,6 +3,7 @@
 
 mod agent_protocol;
 mod artifacts;
+mod audit;
 mod auth;
 mod outputs;
 mod rerun;

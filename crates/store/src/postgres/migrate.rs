@@ -16,7 +16,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_deadlines_rerun.sql"),
     include_str!("../../migrations/postgres/0003_leads.sql"),
     include_str!("../../migrations/postgres/0004_scheduling.sql"),
-    include_str!("../../migrations/postgres/0006_security.sql"),
+    include_str!("../../migrations/postgres/0005_security.sql"),
+    include_str!("../../migrations/postgres/0006_audit.sql"),
 ];
 
 /// Creates `schema` when named, then applies the migrations the database has not seen.

@@ -22,6 +22,7 @@
 mod agents;
 mod artifacts;
 mod attempts;
+mod audit;
 mod batch;
 mod cache;
 mod claim;
@@ -53,6 +54,7 @@ use baton_api::{
     ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
     WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
+use baton_api::{AuditAction, AuditPage, AuditQuery};
 use baton_core::Workflow;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::broadcast;
@@ -796,5 +798,26 @@ impl Store for PgStore {
 
     async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactDoc>> {
         read_tx!(self, "listing artifacts", |db| artifacts::list(db, run_id))
+    }
+
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> Result<i64> {
+        // Checked before a connection is taken: a refused entry costs no database work.
+        let entry = crate::audit::record(actor, action, target, detail)?;
+        write_tx!(self, "recording an audit entry", |db| audit::record(
+            db, &entry
+        ))
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage> {
+        let query = crate::audit::Query::new(query)?;
+        read_tx!(self, "reading the audit trail", |db| audit::page(
+            db, &query
+        ))
     }
 }

@@ -10,7 +10,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_deadlines_rerun.sql"),
     include_str!("../../migrations/sqlite/0003_scheduling.sql"),
-    include_str!("../../migrations/sqlite/0005_security.sql"),
+    include_str!("../../migrations/sqlite/0004_security.sql"),
+    include_str!("../../migrations/sqlite/0005_audit.sql"),
 ];
 
 /// Applies the migrations the database has not seen, each in its own transaction.

@@ -12,6 +12,7 @@
 mod agents;
 mod artifacts;
 pub(crate) mod attempts;
+mod audit;
 mod batch;
 pub(crate) mod cache;
 mod checkpoint;
@@ -44,6 +45,7 @@ use baton_api::{
     ResourceDoc, RunDoc, RunFilter, RunSummary, SecretDoc, Stream, TokenDoc, WorkflowDoc,
     WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
 };
+use baton_api::{AuditAction, AuditPage, AuditQuery};
 use baton_core::Workflow;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -660,6 +662,28 @@ impl Store for SqliteStore {
     async fn artifacts(&self, run_id: &str) -> Result<Vec<ArtifactDoc>> {
         let run_id = run_id.to_owned();
         self.read("listing artifacts", move |db| artifacts::list(db, &run_id))
+            .await
+    }
+
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: AuditAction,
+        target: &str,
+        detail: &serde_json::Value,
+    ) -> Result<i64> {
+        // Checked before the writer is taken: a refused entry costs no database work.
+        let entry = crate::audit::record(actor, action, target, detail)?;
+        self.write("recording an audit entry", move |db| {
+            audit::record(db, &entry)
+        })
+        .await
+    }
+
+    async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage> {
+        // Checked before a connection is taken: a bad query costs no database work.
+        let query = crate::audit::Query::new(query)?;
+        self.read("reading the audit trail", move |db| audit::page(db, &query))
             .await
     }
 }
