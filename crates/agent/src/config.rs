@@ -33,6 +33,9 @@ pub struct AgentConfig {
     /// A folder whose executable files the agent offers as functions, each named after its
     /// file name without extension (none by default); read once at start.
     pub plugins: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust, besides the system's, when a server URL is
+    /// `https://` (a private CA); `None` trusts the system's only.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -51,6 +54,7 @@ impl AgentConfig {
             shutdown_grace: Duration::from_secs(10),
             functions: Vec::new(),
             plugins: None,
+            ca_cert: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl fmt::Debug for AgentConfig {
                 &self.functions.iter().map(|f| f.name()).collect::<Vec<_>>(),
             )
             .field("plugins", &self.plugins)
+            .field("ca_cert", &self.ca_cert)
             .finish()
     }
 }

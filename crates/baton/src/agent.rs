@@ -38,6 +38,7 @@ pub(crate) async fn agent(
     let mut config = AgentConfig::new(args.servers.clone(), token, name);
     apply_work(&mut config, &args.work);
     config.shutdown_grace = args.shutdown_grace;
+    config.ca_cert.clone_from(&args.ca_cert);
     signals::listen(tracker, shutdown.clone(), done.clone());
     match baton_agent::run(config, shutdown.clone()).await {
         Ok(()) => Exit::Success,
@@ -65,7 +66,9 @@ pub(crate) fn agent_failure(err: &AgentError) -> Exit {
         | AgentError::BadServerUrl { .. }
         | AgentError::NoSlots
         | AgentError::BadToken
+        | AgentError::CaCert { .. }
         | AgentError::Functions(_) => Exit::Invalid,
+        AgentError::Tls(_) => Exit::Unreachable,
         AgentError::Register(r) | AgentError::Revoked(r) => match r {
             RequestError::Status {
                 status: 400 | 422, ..

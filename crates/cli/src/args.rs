@@ -22,6 +22,9 @@ pub struct ConnectionArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust, besides the system's, for an https:// server
+    #[arg(long, env = "BATON_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The server and token flags of `baton run`.
@@ -38,6 +41,9 @@ pub struct RunConnectionArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust, besides the system's, for an https:// server
+    #[arg(long, env = "BATON_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl RunConnectionArgs {
@@ -46,6 +52,7 @@ impl RunConnectionArgs {
         ConnectionArgs {
             server: self.server.clone(),
             token: self.token.clone(),
+            ca_cert: self.ca_cert.clone(),
         }
     }
 }
@@ -426,6 +433,7 @@ mod tests {
             conn: RunConnectionArgs {
                 server: server.map(Into::into),
                 token: None,
+                ca_cert: None,
             },
             json: false,
             detach: false,
