@@ -30,7 +30,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let functions = Registry::new(&config.functions, config.plugins.as_deref())
         .map_err(AgentError::Functions)?;
     let work_root = prepare_work_root(&config)?;
-    let enroll = Client::new(&config.servers, &config.token, config.ca_cert.as_deref())?;
+    let enroll = Client::new(&config.servers, &config.token, &config.trust)?;
     let Some(registered) = register(&enroll, &config, &functions, &shutdown).await? else {
         return Ok(());
     };

@@ -5,7 +5,6 @@
 //! order, and the first that answers becomes current. Retrying later is left to callers,
 //! which know whether a call is worth repeating.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -20,7 +19,9 @@ use reqwest::{Method, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::config::ServerTrust;
 use crate::error::{AgentError, RequestError};
+use crate::tls;
 
 /// Time allowed for an ordinary call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,12 +41,12 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client for `servers` that authenticates with `token`; an `https://` server's
-    /// certificate must be signed by a system root or by a CA in the `ca_cert` PEM file.
+    /// A client for `servers` that authenticates with `token` and trusts `https://` servers
+    /// as `trust` says.
     pub(crate) fn new(
         servers: &[String],
         token: &str,
-        ca_cert: Option<&Path>,
+        trust: &ServerTrust,
     ) -> Result<Client, AgentError> {
         if servers.is_empty() {
             return Err(AgentError::NoServers);
@@ -57,9 +58,11 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
-        if let Some(path) = ca_cert {
-            builder = builder.tls_certs_merge(read_ca_file(path)?);
-        }
+        builder = match trust {
+            ServerTrust::System => builder,
+            ServerTrust::WithCa(path) => builder.tls_certs_merge(tls::read_ca_file(path)?),
+            ServerTrust::Pinned(path) => builder.tls_backend_preconfigured(tls::pinned(path)?),
+        };
         let http = builder.build().map_err(AgentError::HttpClient)?;
         Ok(Client {
             http,
@@ -233,7 +236,7 @@ impl Client {
                 }
                 Err(source) => {
                     let server = base.to_string();
-                    return Err(match tls_failure(&source) {
+                    return Err(match tls::failure(&source) {
                         Some(reason) => RequestError::Tls {
                             server,
                             reason,
@@ -268,54 +271,6 @@ impl Body {
             content_type: "application/octet-stream",
         }
     }
-}
-
-/// The certificates of a PEM file of CA certificates.
-fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, AgentError> {
-    let bad = |reason: String| AgentError::CaCert {
-        path: path.to_owned(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad(
-            "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
-        ));
-    }
-    Ok(certs)
-}
-
-/// What to tell people when a request failed in TLS: an untrusted certificate (with the
-/// flag that fixes it), or a server that answered `https://` in plain HTTP. `None` for any
-/// other failure.
-fn tls_failure(err: &reqwest::Error) -> Option<String> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = cur {
-        // hyper-rustls hands rustls errors up inside an `io::Error`, whose `source()` skips
-        // them: look inside.
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
-            return Some(match tls {
-                // A plain-HTTP answer read as a TLS record: `H` is no content type.
-                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
-                    "the server speaks plain HTTP, not HTTPS: use an http:// URL".to_owned()
-                }
-                rustls::Error::InvalidCertificate(_) => format!(
-                    "the server's TLS certificate is not trusted ({tls}): pass --ca-cert FILE or set BATON_CA_CERT to the CA certificate that signed it"
-                ),
-                other => format!(
-                    "TLS with the server failed ({other}); if its certificate comes from a private CA, pass --ca-cert FILE or set BATON_CA_CERT"
-                ),
-            });
-        }
-        cur = e.source();
-    }
-    None
 }
 
 fn parse_server(s: &str) -> Result<Url, AgentError> {

@@ -33,9 +33,22 @@ pub struct AgentConfig {
     /// A folder whose executable files the agent offers as functions, each named after its
     /// file name without extension (none by default); read once at start.
     pub plugins: Option<PathBuf>,
-    /// A PEM file of CA certificates to trust, besides the system's, when a server URL is
-    /// `https://` (a private CA); `None` trusts the system's only.
-    pub ca_cert: Option<PathBuf>,
+    /// Which certificates of `https://` servers the agent trusts (the system's roots by
+    /// default).
+    pub trust: ServerTrust,
+}
+
+/// Which certificates an agent accepts from `https://` servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ServerTrust {
+    /// Certificates signed by the system's root CAs, for the name in the server URL.
+    #[default]
+    System,
+    /// Also certificates signed by a CA in this PEM file (a private CA).
+    WithCa(PathBuf),
+    /// Exactly the certificate in this PEM file (its first), whatever name it is for: for
+    /// an agent beside its own server (`baton up`), which has read the same file.
+    Pinned(PathBuf),
 }
 
 impl AgentConfig {
@@ -54,7 +67,7 @@ impl AgentConfig {
             shutdown_grace: Duration::from_secs(10),
             functions: Vec::new(),
             plugins: None,
-            ca_cert: None,
+            trust: ServerTrust::System,
         }
     }
 
@@ -83,7 +96,7 @@ impl fmt::Debug for AgentConfig {
                 &self.functions.iter().map(|f| f.name()).collect::<Vec<_>>(),
             )
             .field("plugins", &self.plugins)
-            .field("ca_cert", &self.ca_cert)
+            .field("trust", &self.trust)
             .finish()
     }
 }

@@ -126,10 +126,20 @@ pub(crate) struct ServerArgs {
     #[arg(long, env = "BATON_QUEUE_TIMEOUT", value_name = "DURATION", default_value = "1h", value_parser = parse_queue_timeout)]
     pub(crate) queue_timeout: Duration,
     /// Serve HTTPS with this certificate chain (PEM: the server's certificate first); needs --tls-key
-    #[arg(long, env = "BATON_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "BATON_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub(crate) tls_cert: Option<PathBuf>,
     /// Private key of --tls-cert (PEM)
-    #[arg(long, env = "BATON_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "BATON_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub(crate) tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) log: LogArgs,

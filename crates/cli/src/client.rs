@@ -42,13 +42,11 @@ impl Client {
         if let Some(path) = &conn.ca_cert {
             builder = builder.tls_certs_merge(read_ca_file(path)?);
         }
-        let http = builder
-            .build()
-            .map_err(|source| CliError::Unreachable {
-                url: display.clone(),
-                reason: "cannot set up the HTTP client".into(),
-                source,
-            })?;
+        let http = builder.build().map_err(|source| CliError::Unreachable {
+            url: display.clone(),
+            reason: "cannot set up the HTTP client".into(),
+            source,
+        })?;
         Ok(Client {
             http,
             base: conn.server,
@@ -306,14 +304,7 @@ fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, CliError> {
 fn tls_failure(err: &reqwest::Error) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        // hyper-rustls hands rustls errors up inside an `io::Error`, whose `source()` skips
-        // them: look inside.
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(std::io::Error::get_ref)
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
+        if let Some(tls) = rustls_error(e) {
             return Some(match tls {
                 // A plain-HTTP answer read as a TLS record: `H` is no content type.
                 rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
@@ -330,6 +321,16 @@ fn tls_failure(err: &reqwest::Error) -> Option<String> {
         cur = e.source();
     }
     None
+}
+
+/// The rustls error `e` is or wraps. Connectors hand it up inside `io::Error`s (nested),
+/// whose `source()` skips what they wrap, so look inside each.
+fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
 }
 
 /// The deepest cause of an error: the one people understand (`Connection refused`).

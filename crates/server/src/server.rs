@@ -64,7 +64,11 @@ impl Server {
                         .with_graceful_shutdown(drained)
                         .await
                 }
-                None => axum::serve(listener, app).with_graceful_shutdown(drained).await,
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(drained)
+                        .await
+                }
             }
             .map_err(ServerError::Serve);
             serve_shutdown.cancel();
