@@ -309,8 +309,7 @@ async fn verify_full_encrypts_the_pool_and_the_listener_and_refuses_a_wrong_ca()
     );
     let err = PgStore::connect(&url, options("tls_wrong"))
         .await
-        .err()
-        .expect("verify-full with the wrong CA fails");
+        .expect_err("verify-full with the wrong CA fails");
     let text = crate_error_chain(&err);
     assert!(text.contains("certificate"), "{text}");
 
