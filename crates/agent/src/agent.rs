@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::backoff::Backoff;
 use crate::client::Client;
 use crate::config::AgentConfig;
-use crate::error::AgentError;
+use crate::error::{AgentError, RequestError};
 use crate::registry::Registry;
 use crate::shared::Shared;
 use crate::{claim, heartbeat, reports, shutdown};
@@ -30,7 +30,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let functions = Registry::new(&config.functions, config.plugins.as_deref())
         .map_err(AgentError::Functions)?;
     let work_root = prepare_work_root(&config)?;
-    let enroll = Client::new(&config.servers, &config.token)?;
+    let enroll = Client::new(&config.servers, &config.token, &config.trust)?;
     let Some(registered) = register(&enroll, &config, &functions, &shutdown).await? else {
         return Ok(());
     };
@@ -112,6 +112,8 @@ async fn register(
         };
         match result {
             Ok(registered) => return Ok(Some(registered)),
+            // Waiting would not help: it takes a flag or a server fix, so say so at once.
+            Err(e @ RequestError::Tls { .. }) => return Err(AgentError::Tls(e)),
             Err(e) if e.is_retryable() => {
                 // Once, then every tenth time: a server that is down for long should not
                 // flood the log.

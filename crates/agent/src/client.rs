@@ -19,7 +19,9 @@ use reqwest::{Method, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::config::ServerTrust;
 use crate::error::{AgentError, RequestError};
+use crate::tls;
 
 /// Time allowed for an ordinary call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,8 +41,13 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client for `servers` that authenticates with `token`.
-    pub(crate) fn new(servers: &[String], token: &str) -> Result<Client, AgentError> {
+    /// A client for `servers` that authenticates with `token` and trusts `https://` servers
+    /// as `trust` says.
+    pub(crate) fn new(
+        servers: &[String],
+        token: &str,
+        trust: &ServerTrust,
+    ) -> Result<Client, AgentError> {
         if servers.is_empty() {
             return Err(AgentError::NoServers);
         }
@@ -48,11 +55,15 @@ impl Client {
             .iter()
             .map(|s| parse_server(s))
             .collect::<Result<Arc<[Url]>, _>>()?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .build()
-            .map_err(AgentError::HttpClient)?;
+            .tcp_nodelay(true);
+        builder = match trust {
+            ServerTrust::System => builder,
+            ServerTrust::WithCa(path) => builder.tls_certs_merge(tls::read_ca_file(path)?),
+            ServerTrust::Pinned(path) => builder.tls_backend_preconfigured(tls::pinned(path)?),
+        };
+        let http = builder.build().map_err(AgentError::HttpClient)?;
         Ok(Client {
             http,
             servers,
@@ -224,9 +235,14 @@ impl Client {
                     tracing::debug!(server = %base, error = %source, "server unreachable");
                 }
                 Err(source) => {
-                    return Err(RequestError::Unreachable {
-                        server: base.to_string(),
-                        source,
+                    let server = base.to_string();
+                    return Err(match tls::failure(&source) {
+                        Some(reason) => RequestError::Tls {
+                            server,
+                            reason,
+                            source,
+                        },
+                        None => RequestError::Unreachable { server, source },
                     });
                 }
             }

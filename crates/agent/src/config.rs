@@ -33,6 +33,22 @@ pub struct AgentConfig {
     /// A folder whose executable files the agent offers as functions, each named after its
     /// file name without extension (none by default); read once at start.
     pub plugins: Option<PathBuf>,
+    /// Which certificates of `https://` servers the agent trusts (the system's roots by
+    /// default).
+    pub trust: ServerTrust,
+}
+
+/// Which certificates an agent accepts from `https://` servers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ServerTrust {
+    /// Certificates signed by the system's root CAs, for the name in the server URL.
+    #[default]
+    System,
+    /// Also certificates signed by a CA in this PEM file (a private CA).
+    WithCa(PathBuf),
+    /// Exactly the certificate in this PEM file (its first), whatever name it is for: for
+    /// an agent beside its own server (`baton up`), which has read the same file.
+    Pinned(PathBuf),
 }
 
 impl AgentConfig {
@@ -51,6 +67,7 @@ impl AgentConfig {
             shutdown_grace: Duration::from_secs(10),
             functions: Vec::new(),
             plugins: None,
+            trust: ServerTrust::System,
         }
     }
 
@@ -79,6 +96,7 @@ impl fmt::Debug for AgentConfig {
                 &self.functions.iter().map(|f| f.name()).collect::<Vec<_>>(),
             )
             .field("plugins", &self.plugins)
+            .field("trust", &self.trust)
             .finish()
     }
 }

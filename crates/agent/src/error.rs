@@ -47,6 +47,18 @@ pub enum AgentError {
     /// request; the source has the status.
     #[error("registration refused")]
     Register(#[source] RequestError),
+    /// A CA certificate file could not be read or holds no certificate.
+    #[error("cannot use the CA certificate file {}: {reason}", path.display())]
+    CaCert {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The agent and the server could not agree on TLS: an untrusted certificate, or
+    /// `https://` to a server that speaks plain HTTP.
+    #[error("cannot talk to the server securely")]
+    Tls(#[source] RequestError),
     /// The server stopped accepting the agent's own token (revoked, or the server forgot it).
     #[error("the server no longer accepts this agent's token")]
     Revoked(#[source] RequestError),
@@ -60,6 +72,17 @@ pub enum RequestError {
     Unreachable {
         /// The last server tried.
         server: String,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// TLS failed: the server's certificate is not trusted, or it speaks plain HTTP.
+    #[error("{server}: {reason}")]
+    Tls {
+        /// The server.
+        server: String,
+        /// What went wrong and what to do, for people.
+        reason: String,
         /// The transport error.
         #[source]
         source: reqwest::Error,
@@ -102,7 +125,11 @@ impl RequestError {
     /// Worth trying again later: the server was unreachable or failed on its side.
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
-            RequestError::Unreachable { .. } | RequestError::Decode { .. } => true,
+            // A certificate may be fixed on the server while the agent runs; registration
+            // refuses TLS failures at once instead (see `agent::register`).
+            RequestError::Unreachable { .. }
+            | RequestError::Tls { .. }
+            | RequestError::Decode { .. } => true,
             RequestError::Status { status, .. } => {
                 *status >= 500 || *status == 408 || *status == 429
             }

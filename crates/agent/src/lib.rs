@@ -43,10 +43,11 @@ mod reports;
 mod shared;
 mod shutdown;
 mod stop;
+mod tls;
 mod workdir;
 
 pub use agent::run;
-pub use config::AgentConfig;
+pub use config::{AgentConfig, ServerTrust};
 pub use error::{AgentError, RequestError};
 pub use exec::kill_running_steps;
 pub use function::{CANCEL_GRACE, CallContext, CallOutcome, Function, FunctionError, LogWriter};

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use baton_agent::{AgentConfig, AgentError, RequestError};
+use baton_agent::{AgentConfig, AgentError, RequestError, ServerTrust};
 use baton_cli::Exit;
 use baton_cli::connection::{AGENT_TOKEN_FILE, read_token_file};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,9 @@ pub(crate) async fn agent(
     let mut config = AgentConfig::new(args.servers.clone(), token, name);
     apply_work(&mut config, &args.work);
     config.shutdown_grace = args.shutdown_grace;
+    if let Some(ca) = &args.ca_cert {
+        config.trust = ServerTrust::WithCa(ca.clone());
+    }
     signals::listen(tracker, shutdown.clone(), done.clone());
     match baton_agent::run(config, shutdown.clone()).await {
         Ok(()) => Exit::Success,
@@ -65,7 +68,9 @@ pub(crate) fn agent_failure(err: &AgentError) -> Exit {
         | AgentError::BadServerUrl { .. }
         | AgentError::NoSlots
         | AgentError::BadToken
+        | AgentError::CaCert { .. }
         | AgentError::Functions(_) => Exit::Invalid,
+        AgentError::Tls(_) => Exit::Unreachable,
         AgentError::Register(r) | AgentError::Revoked(r) => match r {
             RequestError::Status {
                 status: 400 | 422, ..

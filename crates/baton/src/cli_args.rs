@@ -134,6 +134,22 @@ pub(crate) struct ServerArgs {
     /// How long a node may wait for an agent before it ends error (no_agent), unless its workflow sets queue_timeout; 0 for no limit
     #[arg(long, env = "BATON_QUEUE_TIMEOUT", value_name = "DURATION", default_value = "1h", value_parser = parse_queue_timeout)]
     pub(crate) queue_timeout: Duration,
+    /// Serve HTTPS with this certificate chain (PEM: the server's certificate first); needs --tls-key
+    #[arg(
+        long,
+        env = "BATON_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert (PEM)
+    #[arg(
+        long,
+        env = "BATON_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) log: LogArgs,
 }
@@ -172,6 +188,9 @@ pub(crate) struct AgentArgs {
     /// How long running work may go on after SIGTERM/SIGINT before it is killed
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration_flag)]
     pub(crate) shutdown_grace: Duration,
+    /// PEM file of CA certificates to trust, besides the system's, for an https:// server
+    #[arg(long, env = "BATON_CA_CERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) log: LogArgs,
 }

@@ -31,6 +31,11 @@ use crate::report::{client_error, client_result, failure};
 const RUNTIME_SHUTDOWN: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    // Every TLS config in the process (server, agent, CLI, PostgreSQL) uses aws-lc-rs, the
+    // only provider built in; installing it as the default before anything asks rustls for
+    // one means no code path can ever find the choice ambiguous. It fails only when a
+    // default is already installed, which is just as good.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let origin = cli_args::token_origin(&matches);

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use baton_cli::Exit;
-use baton_server::{Server, ServerConfig, ServerError};
+use baton_server::{Server, ServerConfig, ServerError, TlsFiles};
 use baton_store::Synchronous;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,6 +49,21 @@ pub(crate) fn config(args: &ServerArgs) -> Result<ServerConfig, Exit> {
         SyncMode::Normal => Synchronous::Normal,
         SyncMode::Full => Synchronous::Full,
     };
+    config.tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (None, None) => None,
+        // clap makes each flag require the other; this covers the environment variables,
+        // which `requires` does not see.
+        (Some(_), None) | (None, Some(_)) => {
+            eprintln!(
+                "error: --tls-cert and --tls-key go together (or BATON_TLS_CERT and BATON_TLS_KEY): pass both or neither"
+            );
+            return Err(Exit::Invalid);
+        }
+    };
     Ok(config)
 }
 
@@ -74,7 +89,7 @@ fn start_failure(err: &ServerError) -> Exit {
 fn announce(server: &Server) {
     let mut out = std::io::stdout().lock();
     // Nobody reading stdout is no reason to stop serving.
-    let _ = writeln!(out, "listening on http://{}", server.addr());
+    let _ = writeln!(out, "listening on {}", server.url());
     let _ = out.flush();
     eprintln!(
         "admin token (full API access): {}",

@@ -1,6 +1,6 @@
 //! `baton up`: a server and one local agent in one process, a whole single-machine install.
 
-use baton_agent::AgentConfig;
+use baton_agent::{AgentConfig, ServerTrust};
 use baton_cli::Exit;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +34,11 @@ pub(crate) async fn up(
         hostname(),
     );
     config.work_root = data_dir.join("work");
+    // The certificate may name no address the agent dials (127.0.0.1): trust exactly the
+    // one the server serves, read from the same file.
+    if let (true, Some(cert)) = (server.is_tls(), &args.server.tls_cert) {
+        config.trust = ServerTrust::Pinned(cert.clone());
+    }
     apply_work(&mut config, &args.work);
     let mut server_task = tracker.spawn(server.wait());
     let agent_stop = shutdown.clone();

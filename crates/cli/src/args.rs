@@ -23,6 +23,9 @@ pub struct ConnectionArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust, besides the system's, for an https:// server
+    #[arg(long, env = "BATON_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The server and token flags of `baton run`.
@@ -39,6 +42,9 @@ pub struct RunConnectionArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// PEM file of CA certificates to trust, besides the system's, for an https:// server
+    #[arg(long, env = "BATON_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl RunConnectionArgs {
@@ -47,6 +53,7 @@ impl RunConnectionArgs {
         ConnectionArgs {
             server: self.server.clone(),
             token: self.token.clone(),
+            ca_cert: self.ca_cert.clone(),
         }
     }
 }
@@ -558,6 +565,7 @@ mod tests {
             conn: RunConnectionArgs {
                 server: server.map(Into::into),
                 token: None,
+                ca_cert: None,
             },
             json: false,
             detach: false,

@@ -1,5 +1,6 @@
 //! The HTTP client of the API: typed calls, and every failure mapped to a [`CliError`].
 
+use std::path::Path;
 use std::time::Duration;
 
 use baton_api::{
@@ -32,18 +33,21 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `conn`.
+    /// A client for `conn`; an `https://` server's certificate must be signed by a system
+    /// root or by a CA in the connection's CA file.
     pub fn new(conn: Connection) -> Result<Client, CliError> {
         let display = conn.server.as_str().trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| CliError::Unreachable {
-                url: display.clone(),
-                reason: "cannot set up the HTTP client".into(),
-                source,
-            })?;
+            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &conn.ca_cert {
+            builder = builder.tls_certs_merge(read_ca_file(path)?);
+        }
+        let http = builder.build().map_err(|source| CliError::Unreachable {
+            url: display.clone(),
+            reason: "cannot set up the HTTP client".into(),
+            source,
+        })?;
         Ok(Client {
             http,
             base: conn.server,
@@ -323,6 +327,8 @@ impl Client {
     fn unreachable(&self, source: reqwest::Error) -> CliError {
         let reason = if source.is_timeout() {
             "no answer in time".to_owned()
+        } else if let Some(tls) = tls_failure(&source) {
+            tls
         } else {
             innermost(&source)
         };
@@ -332,6 +338,63 @@ impl Client {
             source,
         }
     }
+}
+
+/// The certificates of a PEM file of CA certificates (`--ca-cert`).
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, CliError> {
+    let pem = std::fs::read(path).map_err(|source| CliError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let bad = |why: String| {
+        CliError::Usage(format!(
+            "the CA certificate file {} (--ca-cert, BATON_CA_CERT) {why}",
+            path.display()
+        ))
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("is not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// What to tell people when a request failed in TLS: an untrusted certificate (with the
+/// flag that fixes it), or a server that answered `https://` in plain HTTP. `None` for any
+/// other failure.
+fn tls_failure(err: &reqwest::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = rustls_error(e) {
+            return Some(match tls {
+                // A plain-HTTP answer read as a TLS record: `H` is no content type.
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                    "the server speaks plain HTTP, not HTTPS: use an http:// URL".to_owned()
+                }
+                rustls::Error::InvalidCertificate(_) => format!(
+                    "the server's TLS certificate is not trusted ({tls}): pass --ca-cert FILE or set BATON_CA_CERT to the CA certificate that signed it"
+                ),
+                other => format!(
+                    "TLS with the server failed ({other}); if its certificate comes from a private CA, pass --ca-cert FILE or set BATON_CA_CERT"
+                ),
+            });
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The rustls error `e` is or wraps. Connectors hand it up inside `io::Error`s (nested),
+/// whose `source()` skips what they wrap, so look inside each.
+fn rustls_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
 }
 
 /// The deepest cause of an error: the one people understand (`Connection refused`).
@@ -355,6 +418,7 @@ mod tests {
             server: parse_server_url(url).unwrap(),
             token: Some("secret-token".into()),
             source,
+            ca_cert: None,
         })
         .unwrap()
     }

@@ -49,12 +49,15 @@ pub struct Connection {
     pub token: Option<String>,
     /// Where the token came from.
     pub source: TokenSource,
+    /// A PEM file of CA certificates trusted besides the system's for `https://`.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Connection {
-    /// Resolves `--server`/`--token` (already merged with `BATON_SERVER`/`BATON_TOKEN` by
-    /// clap; `origin` says which one the token came from), else the defaults: the local
-    /// server and the `admin.token` file in the default data dir, if readable.
+    /// Resolves `--server`/`--token`/`--ca-cert` (already merged with `BATON_SERVER`,
+    /// `BATON_TOKEN` and `BATON_CA_CERT` by clap; `origin` says which one the token came
+    /// from), else the defaults: the local server and the `admin.token` file in the default
+    /// data dir, if readable.
     pub fn resolve(args: &ConnectionArgs, origin: TokenOrigin) -> Result<Connection, CliError> {
         let named = args.server.as_deref().filter(|s| !s.trim().is_empty());
         let server = parse_server_url(named.unwrap_or(DEFAULT_SERVER))?;
@@ -72,6 +75,7 @@ impl Connection {
                 server,
                 token: Some(token.to_owned()),
                 source,
+                ca_cert: args.ca_cert.clone(),
             });
         }
         let file = default_data_dir().map(|d| d.join(ADMIN_TOKEN_FILE));
@@ -80,11 +84,13 @@ impl Connection {
                 server,
                 token: Some(token),
                 source: TokenSource::File(file.unwrap_or_default()),
+                ca_cert: args.ca_cert.clone(),
             }),
             None => Ok(Connection {
                 server,
                 token: None,
                 source: TokenSource::None,
+                ca_cert: args.ca_cert.clone(),
             }),
         }
     }
@@ -95,6 +101,7 @@ impl Connection {
             server: parse_server_url(server)?,
             token: Some(token),
             source: TokenSource::File(token_file),
+            ca_cert: None,
         })
     }
 }
@@ -190,6 +197,7 @@ mod tests {
         let args = ConnectionArgs {
             server: Some("http://h:1".into()),
             token: Some(" t0k \n".into()),
+            ca_cert: None,
         };
         let conn = Connection::resolve(&args, TokenOrigin::Env).unwrap();
         assert_eq!(conn.token.as_deref(), Some("t0k"));

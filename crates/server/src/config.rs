@@ -45,11 +45,22 @@ pub struct ServerConfig {
     /// The key secrets are sealed with, as 64 hex digits (`BATON_SECRETS_KEY`); `None`
     /// reads `secrets.key` in the data dir, made there on first start.
     pub secrets_key: Option<String>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files a server serves HTTPS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain: the server's certificate first, then any intermediates.
+    pub cert: PathBuf,
+    /// The private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl ServerConfig {
-    /// Defaults: listen on 127.0.0.1:7070, SQLite in `data_dir`, 15 s leases, 100 MiB
-    /// artifacts, a one-hour queue timeout.
+    /// Defaults: listen on 127.0.0.1:7070 over plain HTTP, SQLite in `data_dir`, 15 s
+    /// leases, 100 MiB artifacts, a one-hour queue timeout.
     pub fn new(data_dir: PathBuf) -> Self {
         ServerConfig {
             listen: DEFAULT_LISTEN,
@@ -60,6 +71,7 @@ impl ServerConfig {
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
             secrets_key: None,
+            tls: None,
         }
     }
 

@@ -23,12 +23,13 @@ mod secrets;
 mod secrets_key;
 mod server;
 mod state;
+mod tls;
 mod tokens;
 mod wake;
 
 pub use config::{
     DEFAULT_LEASE_MS, DEFAULT_LISTEN, DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_PORT,
-    DEFAULT_QUEUE_TIMEOUT_MS, ServerConfig,
+    DEFAULT_QUEUE_TIMEOUT_MS, ServerConfig, TlsFiles,
 };
 pub use error::ServerError;
 pub use routes::router;

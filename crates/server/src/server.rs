@@ -7,6 +7,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::tls::{self, TlsListener};
 use crate::tokens::ServerTokens;
 use crate::{AppState, ServerConfig, ServerError, events, reaper, router};
 
@@ -15,6 +16,8 @@ use crate::{AppState, ServerConfig, ServerError, events, reaper, router};
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
+    /// `https` when serving TLS, else `http`.
+    scheme: &'static str,
     tokens: ServerTokens,
     tracker: TaskTracker,
     serve: JoinHandle<Result<(), ServerError>>,
@@ -30,6 +33,8 @@ impl Server {
         // A child token, so that a failing HTTP server can stop the routines without
         // cancelling the caller's token.
         let shutdown = shutdown.child_token();
+        // Before anything else: a bad certificate file should cost no database work.
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let (state, tokens) = AppState::open(&config, shutdown.clone()).await?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -50,11 +55,22 @@ impl Server {
         }
         let app = router(state);
         let serve_shutdown = shutdown.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let serve = tracker.spawn(async move {
-            let result = axum::serve(listener, app)
-                .with_graceful_shutdown(serve_shutdown.clone().cancelled_owned())
-                .await
-                .map_err(ServerError::Serve);
+            let drained = serve_shutdown.clone().cancelled_owned();
+            let result = match tls {
+                Some(tls) => {
+                    axum::serve(TlsListener::new(listener, tls), app)
+                        .with_graceful_shutdown(drained)
+                        .await
+                }
+                None => {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(drained)
+                        .await
+                }
+            }
+            .map_err(ServerError::Serve);
             serve_shutdown.cancel();
             result
         });
@@ -66,6 +82,7 @@ impl Server {
             .unwrap_or_default();
         tracing::info!(
             %addr,
+            scheme,
             data_dir = %config.data_dir.display(),
             %database,
             admin_token = %tokens.admin_path().display(),
@@ -74,6 +91,7 @@ impl Server {
         );
         Ok(Server {
             addr,
+            scheme,
             tokens,
             tracker,
             serve,
@@ -85,9 +103,14 @@ impl Server {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
     }
 
     /// The admin token.

@@ -14,5 +14,6 @@ mod plugins;
 mod replicas;
 mod rerun;
 mod resources;
+mod tls;
 mod triggers;
 mod util;

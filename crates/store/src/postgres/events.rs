@@ -10,8 +10,9 @@
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Config};
 
+use super::tls::PgTls;
 use crate::StoreEvent;
 
 /// Channel for "nodes may have become claimable, or agents have attempts to cancel".
@@ -31,7 +32,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const PING_EVERY: Duration = Duration::from_secs(10);
 
 /// Listens until the store is dropped (the task is aborted then), reconnecting as needed.
-pub(crate) async fn listen(mut config: Config, events: broadcast::Sender<StoreEvent>) {
+pub(crate) async fn listen(mut config: Config, tls: PgTls, events: broadcast::Sender<StoreEvent>) {
     let name = format!(
         "{}-listen",
         config.get_application_name().unwrap_or("baton")
@@ -40,7 +41,7 @@ pub(crate) async fn listen(mut config: Config, events: broadcast::Sender<StoreEv
     let mut backoff = BACKOFF_MIN;
     let mut connected_before = false;
     loop {
-        match listen_once(&config, &events, connected_before).await {
+        match listen_once(&config, &tls, &events, connected_before).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "database listener disconnected");
@@ -56,10 +57,11 @@ pub(crate) async fn listen(mut config: Config, events: broadcast::Sender<StoreEv
 /// Returns `Ok` when the server closed the connection.
 async fn listen_once(
     config: &Config,
+    tls: &PgTls,
     events: &broadcast::Sender<StoreEvent>,
     reconnected: bool,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut conn) = config.connect(NoTls).await?;
+    let (client, mut conn) = config.connect(tls.clone()).await?;
     let sql = format!("LISTEN {WORK_CHANNEL}; LISTEN {RUN_CHANNEL}");
     let subscribe = client.batch_execute(&sql);
     tokio::pin!(subscribe);

@@ -16,8 +16,9 @@
 //! baton_work`, and every changed run `pg_notify('baton_run', id)`, both delivered at
 //! commit; [`Store::events`] hands them out (module `events`).
 //!
-//! Connections use no TLS yet (`sslmode=disable` or `prefer`): keep the database on a
-//! trusted network or a local socket.
+//! Connections use TLS as the URL's `sslmode` (and `sslrootcert`) say, with libpq's
+//! meanings, except that `prefer` (the default) stays plain (module `tls`). Every
+//! connection, pooled or `LISTEN`, goes through the same connector.
 
 mod agents;
 mod artifacts;
@@ -41,6 +42,9 @@ mod resources;
 mod run_doc;
 mod runs;
 mod secrets;
+mod tls;
+#[cfg(test)]
+mod tls_tests;
 mod tokens;
 mod workflows;
 
@@ -58,7 +62,7 @@ use baton_api::{AuditAction, AuditPage, AuditQuery};
 use baton_core::Workflow;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::broadcast;
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 use crate::{
     ArtifactTarget, BatchReported, Claimed, Expired, HeartbeatResult, NewToken, Principal, Reaped,
@@ -121,6 +125,8 @@ struct Shared {
     cache: Cache,
     /// Connection settings, for the listening connection.
     pg_config: tokio_postgres::Config,
+    /// TLS for the listening connection, as for the pool's.
+    tls: tls::PgTls,
     /// The database clock minus the local one, as last measured (ms).
     offset: AtomicI64,
     events: OnceLock<broadcast::Sender<StoreEvent>>,
@@ -211,10 +217,17 @@ macro_rules! read_tx {
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/db?…`), brings its
     /// schema up to date (safely while other replicas do the same), and opens the pool.
+    ///
+    /// `sslmode=require`, `verify-ca` or `verify-full` in the URL encrypt every connection,
+    /// checking the server's certificate against the CAs of `sslrootcert=FILE` (else the
+    /// system's); `disable` and `prefer` (the default) stay plain.
     pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore> {
+        let (url, tls_params) = tls::split_url(url)?;
+        let tls = tls_params.connector()?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("bad database url: {e}")))?;
+        config.ssl_mode(tls_params.pg_mode());
         if let Some(schema) = &options.schema {
             if schema.is_empty()
                 || !schema
@@ -240,7 +253,7 @@ impl PgStore {
         }
 
         let (mut client, conn) = config
-            .connect(NoTls)
+            .connect(tls.clone())
             .await
             .ctx("connecting to the database")?;
         let driver = tokio::spawn(conn);
@@ -252,7 +265,7 @@ impl PgStore {
 
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -269,6 +282,7 @@ impl PgStore {
                 pool,
                 cache: Cache::default(),
                 pg_config: config,
+                tls,
                 offset: AtomicI64::new(0),
                 events: OnceLock::new(),
                 listener: Mutex::new(None),
@@ -466,7 +480,8 @@ impl PgStore {
         if listener.is_none() {
             let runtime = tokio::runtime::Handle::try_current().ok()?;
             let config = self.shared.pg_config.clone();
-            *listener = Some(runtime.spawn(events::listen(config, sender.clone())));
+            let tls = self.shared.tls.clone();
+            *listener = Some(runtime.spawn(events::listen(config, tls, sender.clone())));
         }
         Some(receiver)
     }
