@@ -8,6 +8,7 @@ mod auth;
 mod outputs;
 mod rerun;
 mod resources;
+mod roles;
 mod runs;
 mod server;
 mod support;
