@@ -34,7 +34,9 @@ pub use outputs::{
     MAX_OUTPUT_BYTES, MAX_OUTPUT_KEY_BYTES, MAX_OUTPUT_KEYS, OutputError, OutputProblem, Outputs,
     check_outputs, input_env_name, is_output_key, parse_outputs,
 };
-pub use parse::{MAX_FILE_BYTES, MAX_NODES, parse_workflow};
+pub use parse::{
+    MAX_FILE_BYTES, MAX_LABEL_LEN, MAX_NODES, check_function_name, check_label, parse_workflow,
+};
 pub use plan::{Start, plan_run};
 pub use select::{Requirement, missing_requirements};
 pub use state::{AttemptState, NodeState, Outcome, Reason, RunState, UnknownState};
