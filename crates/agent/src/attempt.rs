@@ -87,7 +87,7 @@ async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> Execution {
     let (mut logs, rx) = LogBuffer::channel();
     let produce = async move {
         let execution =
-            functions::execute(&shared.work_root, &shared.functions, a, stop, &mut logs).await;
+            functions::execute(&shared.workspace, &shared.functions, a, stop, &mut logs).await;
         shared.held.mark_finished(a.attempt_id);
         // Artifacts of work that ran to its end, successful or not (or with its outputs
         // refused).

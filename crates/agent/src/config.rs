@@ -33,6 +33,10 @@ pub struct AgentConfig {
     /// A folder whose executable files the agent offers as functions, each named after its
     /// file name without extension (none by default); read once at start.
     pub plugins: Option<PathBuf>,
+    /// Names of the agent's environment variables that steps get besides the allow-list
+    /// (`PATH`, `HOME`, `LC_*` …); never a `BATON_*` name, which [`run`](crate::run)
+    /// refuses.
+    pub pass_env: Vec<String>,
 }
 
 impl AgentConfig {
@@ -40,7 +44,8 @@ impl AgentConfig {
     /// shutdown grace.
     pub fn new(servers: Vec<String>, token: String, name: String) -> Self {
         let slots = std::thread::available_parallelism()
-            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .min(baton_api::MAX_AGENT_SLOTS);
         AgentConfig {
             servers,
             token,
@@ -51,6 +56,7 @@ impl AgentConfig {
             shutdown_grace: Duration::from_secs(10),
             functions: Vec::new(),
             plugins: None,
+            pass_env: Vec::new(),
         }
     }
 
@@ -79,6 +85,7 @@ impl fmt::Debug for AgentConfig {
                 &self.functions.iter().map(|f| f.name()).collect::<Vec<_>>(),
             )
             .field("plugins", &self.plugins)
+            .field("pass_env", &self.pass_env)
             .finish()
     }
 }
