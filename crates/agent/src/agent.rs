@@ -1,6 +1,7 @@
 //! The agent's top level: register, then claim and heartbeat until shutdown, then drain and
 //! deregister.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,7 +95,13 @@ fn prepare_work_root(config: &AgentConfig) -> Result<std::path::PathBuf, AgentEr
         source,
     };
     let root = std::path::absolute(&config.work_root).map_err(fail)?;
-    std::fs::create_dir_all(&root).map_err(fail)?;
+    // Private when the agent makes it: other users of the machine have no business in
+    // the steps' files.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .map_err(fail)?;
     Ok(root)
 }
 

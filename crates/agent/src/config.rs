@@ -22,7 +22,8 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// How many attempts run at once.
     pub slots: u32,
-    /// Where attempts get their work dirs; created when missing.
+    /// Where attempts get their work dirs; created (mode 0700) when missing. Keep it out
+    /// of any server's data dir, which a step could otherwise reach by relative paths.
     pub work_root: PathBuf,
     /// How long running attempts may go on after a shutdown is asked for before they are
     /// killed and reported canceled.

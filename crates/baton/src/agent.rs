@@ -55,6 +55,7 @@ pub(crate) fn apply_work(config: &mut AgentConfig, work: &AgentWorkArgs) {
         config.work_root.clone_from(dir);
     }
     config.plugins.clone_from(&work.plugins);
+    config.pass_env.clone_from(&work.pass_env);
 }
 
 /// Prints why an agent stopped and gives the exit code: 2 for bad flags, 3 when a server
@@ -64,6 +65,8 @@ pub(crate) fn agent_failure(err: &AgentError) -> Exit {
         AgentError::NoServers
         | AgentError::BadServerUrl { .. }
         | AgentError::NoSlots
+        | AgentError::BadRegistration(_)
+        | AgentError::PassEnv(_)
         | AgentError::BadToken
         | AgentError::Functions(_) => Exit::Invalid,
         AgentError::Register(r) | AgentError::Revoked(r) => match r {
