@@ -12,6 +12,7 @@ pub mod agents;
 pub mod args;
 pub mod client;
 pub mod connection;
+pub mod escape;
 pub mod exit;
 mod live;
 mod logs;
