@@ -13,5 +13,6 @@ mod plugins;
 mod replicas;
 mod rerun;
 mod resources;
+mod step_env;
 mod triggers;
 mod util;
