@@ -15,4 +15,5 @@ mod rerun;
 mod resources;
 mod step_env;
 mod triggers;
+mod untrusted;
 mod util;
