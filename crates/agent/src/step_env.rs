@@ -119,8 +119,9 @@ mod tests {
 
     #[test]
     fn only_the_allow_list_reaches_a_step() {
-        let cases: &[(&[(&str, &str)], &[&str], &[&str])] = &[
-            // (agent env, --pass-env, names the step gets)
+        // (agent env, --pass-env, names the step gets)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
             (
                 &[("PATH", "/p"), ("HOME", "/h"), ("FOO", "bar")],
                 &[],

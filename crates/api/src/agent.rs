@@ -395,7 +395,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut RegisterAgent)>)> = vec![
+        type Change = Box<dyn FnOnce(&mut RegisterAgent)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("name", Box::new(|r| r.name = String::new())),
             ("name", Box::new(|r| r.name = "  ".into())),
             ("name", Box::new(|r| r.name = "a\0b".into())),
