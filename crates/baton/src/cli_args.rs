@@ -325,6 +325,26 @@ mod tests {
             "--token and --token-file conflict"
         );
         assert!(parse(&["agent", "--server", "h", "--slots", "0"]).is_err());
+        assert!(parse(&["agent", "--server", "h", "--slots", "1025"]).is_err());
+    }
+
+    #[test]
+    fn pass_env_is_repeatable_and_comma_separated() {
+        let Command::Agent(a) = parse(&[
+            "agent",
+            "--server",
+            "h",
+            "--pass-env",
+            "FOO",
+            "--pass-env",
+            "A,B",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not an agent command");
+        };
+        assert_eq!(a.work.pass_env, ["FOO", "A", "B"]);
     }
 
     #[test]
