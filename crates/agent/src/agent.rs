@@ -1,6 +1,7 @@
 //! The agent's top level: register, then claim and heartbeat until shutdown, then drain and
 //! deregister.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::config::AgentConfig;
 use crate::error::{AgentError, RequestError};
 use crate::registry::Registry;
 use crate::shared::Shared;
+use crate::workdir::Workspace;
 use crate::{claim, heartbeat, reports, shutdown};
 
 /// Runs an agent until `shutdown` is cancelled.
@@ -27,11 +29,16 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     if config.slots == 0 {
         return Err(AgentError::NoSlots);
     }
+    crate::step_env::check_pass_env(&config.pass_env).map_err(AgentError::PassEnv)?;
     let functions = Registry::new(&config.functions, config.plugins.as_deref())
         .map_err(AgentError::Functions)?;
+    // Checked here too, so a bad name or label stops the agent at start with the same
+    // words the server would answer with.
+    let body = registration(&config, &functions);
+    body.check().map_err(AgentError::BadRegistration)?;
     let work_root = prepare_work_root(&config)?;
     let enroll = Client::new(&config.servers, &config.token, &config.trust)?;
-    let Some(registered) = register(&enroll, &config, &functions, &shutdown).await? else {
+    let Some(registered) = register(&enroll, &body, &shutdown).await? else {
         return Ok(());
     };
     tracing::info!(
@@ -41,7 +48,10 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     let client = enroll.with_token(&registered.token)?;
     let shared = Arc::new(Shared::new(
         client,
-        work_root,
+        Workspace {
+            root: work_root,
+            pass_env: config.pass_env.clone(),
+        },
         functions,
         config.slots,
         registered.lease_ms,
@@ -85,30 +95,39 @@ fn prepare_work_root(config: &AgentConfig) -> Result<std::path::PathBuf, AgentEr
         source,
     };
     let root = std::path::absolute(&config.work_root).map_err(fail)?;
-    std::fs::create_dir_all(&root).map_err(fail)?;
+    // Private when the agent makes it: other users of the machine have no business in
+    // the steps' files.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&root)
+        .map_err(fail)?;
     Ok(root)
 }
 
-/// Registers, retrying while no server is reachable; `None` when shut down first.
-async fn register(
-    client: &Client,
-    config: &AgentConfig,
-    functions: &Registry,
-    shutdown: &CancellationToken,
-) -> Result<Option<Registered>, AgentError> {
-    let body = RegisterAgent {
+/// What the agent registers with.
+fn registration(config: &AgentConfig, functions: &Registry) -> RegisterAgent {
+    RegisterAgent {
         name: config.name.clone(),
         labels: config.labels.clone(),
         slots: config.slots,
         functions: functions.names(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
-    };
+    }
+}
+
+/// Registers, retrying while no server is reachable; `None` when shut down first.
+async fn register(
+    client: &Client,
+    body: &RegisterAgent,
+    shutdown: &CancellationToken,
+) -> Result<Option<Registered>, AgentError> {
     let mut backoff = Backoff::default();
     let mut failures = 0u32;
     loop {
         let result = tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
-            r = client.register(&body) => r,
+            r = client.register(body) => r,
         };
         match result {
             Ok(registered) => return Ok(Some(registered)),

@@ -119,7 +119,7 @@ async fn work(shared: &Shared, a: &Assignment, stop: &Stop) -> (Execution, Maske
                 work_dir: None,
             },
             None => {
-                functions::execute(&shared.work_root, &shared.functions, a, stop, &mut logs).await
+                functions::execute(&shared.workspace, &shared.functions, a, stop, &mut logs).await
             }
         };
         shared.held.mark_finished(a.attempt_id);

@@ -22,7 +22,8 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// How many attempts run at once.
     pub slots: u32,
-    /// Where attempts get their work dirs; created when missing.
+    /// Where attempts get their work dirs; created (mode 0700) when missing. Keep it out
+    /// of any server's data dir, which a step could otherwise reach by relative paths.
     pub work_root: PathBuf,
     /// How long running attempts may go on after a shutdown is asked for before they are
     /// killed and reported canceled.
@@ -36,6 +37,10 @@ pub struct AgentConfig {
     /// Which certificates of `https://` servers the agent trusts (the system's roots by
     /// default).
     pub trust: ServerTrust,
+    /// Names of the agent's environment variables that steps get besides the allow-list
+    /// (`PATH`, `HOME`, `LC_*` …); never a `BATON_*` name, which [`run`](crate::run)
+    /// refuses.
+    pub pass_env: Vec<String>,
 }
 
 /// Which certificates an agent accepts from `https://` servers.
@@ -56,7 +61,8 @@ impl AgentConfig {
     /// shutdown grace.
     pub fn new(servers: Vec<String>, token: String, name: String) -> Self {
         let slots = std::thread::available_parallelism()
-            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+            .min(baton_api::MAX_AGENT_SLOTS);
         AgentConfig {
             servers,
             token,
@@ -68,6 +74,7 @@ impl AgentConfig {
             functions: Vec::new(),
             plugins: None,
             trust: ServerTrust::System,
+            pass_env: Vec::new(),
         }
     }
 
@@ -97,6 +104,7 @@ impl fmt::Debug for AgentConfig {
             )
             .field("plugins", &self.plugins)
             .field("trust", &self.trust)
+            .field("pass_env", &self.pass_env)
             .finish()
     }
 }

@@ -24,6 +24,13 @@ pub enum AgentError {
     /// The config offers no slot.
     #[error("slots must be at least 1")]
     NoSlots,
+    /// What the agent would register with breaks the rules the server holds it to (a
+    /// name with control characters, a label no selector can ask for, too many slots).
+    #[error("cannot register")]
+    BadRegistration(#[source] baton_api::BadRegistration),
+    /// A `--pass-env` name the agent will not hand to steps.
+    #[error("bad pass-env")]
+    PassEnv(#[source] crate::step_env::PassEnvError),
     /// A token cannot be sent as an HTTP header.
     #[error("the token contains characters not allowed in an http header")]
     BadToken,

@@ -2,7 +2,7 @@
 //! (Rust [`Function`]s like any an embedding program adds), and plugins; and running an
 //! attempt's action with the one it names.
 
-use std::path::Path;
+use std::ffi::OsString;
 use std::time::Duration;
 
 use baton_api::Assignment;
@@ -16,8 +16,9 @@ use crate::logs::LogBuffer;
 use crate::outputs;
 use crate::plugins;
 use crate::registry::{Implementation, Registry};
+use crate::step_env;
 use crate::stop::{Stop, StopReason};
-use crate::workdir::WorkDir;
+use crate::workdir::{WorkDir, Workspace};
 
 /// The functions every agent implements.
 pub const BUILTIN_FUNCTIONS: &[&str] = &["shell", "noop", "sleep"];
@@ -93,7 +94,7 @@ pub(crate) struct Execution {
 
 /// Runs the action of `a` with the function it names.
 pub(crate) async fn execute(
-    work_root: &Path,
+    workspace: &Workspace,
     functions: &Registry,
     a: &Assignment,
     stop: &Stop,
@@ -101,7 +102,7 @@ pub(crate) async fn execute(
 ) -> Execution {
     let timeout = a.timeout_ms.map(Duration::from_millis);
     let (function, with) = match &a.action {
-        Action::Run(script) => return shell(work_root, a, script, timeout, stop, logs).await,
+        Action::Run(script) => return shell(workspace, a, script, timeout, stop, logs).await,
         Action::Uses { function, with } => (function, with),
     };
     let ended = match functions.get(function) {
@@ -109,7 +110,7 @@ pub(crate) async fn execute(
             call::call(f.as_ref(), a, function, with, stop, logs).await
         }
         Some(Implementation::Plugin(p)) => {
-            return plugins::run(p, work_root, a, with, timeout, stop, logs).await;
+            return plugins::run(p, workspace, a, with, timeout, stop, logs).await;
         }
         Some(Implementation::Shell) => {
             Ended::setup("the shell function is used with `run:`, not `uses:`".into())
@@ -125,14 +126,14 @@ pub(crate) async fn execute(
 }
 
 async fn shell(
-    work_root: &Path,
+    workspace: &Workspace,
     a: &Assignment,
     script: &Script,
     timeout: Option<Duration>,
     stop: &Stop,
     logs: &mut LogBuffer,
 ) -> Execution {
-    let dir = match WorkDir::create(work_root, a) {
+    let dir = match WorkDir::create(&workspace.root, a) {
         Ok(dir) => dir,
         Err(e) => {
             return Execution {
@@ -143,7 +144,7 @@ async fn shell(
     };
     let mut cmd = Command::new("sh");
     cmd.arg("-e").arg("-c").arg(script.to_shell());
-    prepare(&mut cmd, a, &dir);
+    prepare(&mut cmd, a, &dir, &workspace.pass_env);
     let ended = process_ended(exec::run(cmd, timeout, stop, logs).await, "sh", timeout);
     let ended = outputs::collect(ended, dir.output_file()).await;
     Execution {
@@ -152,23 +153,31 @@ async fn shell(
     }
 }
 
-/// The work dir and environment every process of a node gets: its inputs, the node's env
-/// and the `BATON_*` variables, each overriding the one before.
-pub(crate) fn prepare(cmd: &mut Command, a: &Assignment, dir: &WorkDir) {
-    cmd.current_dir(dir.path())
-        // The enrollment token is the agent's secret, not the step's.
-        .env_remove("BATON_AGENT_TOKEN");
-    outputs::export(cmd, &a.inputs);
-    cmd.envs(&a.env)
-        // Secret values reach the step as variables only, never as script text.
-        .envs(a.secrets.iter().map(|(k, v)| (k, &v.0)))
-        .env("BATON_RUN_ID", &a.run_id)
-        .env("BATON_WORKFLOW", &a.workflow)
-        .env("BATON_NODE", &a.node)
-        .env("BATON_ATTEMPT", a.attempt.to_string())
-        .env("BATON_WORK_DIR", dir.path())
-        .env("BATON_OUTPUT", dir.output_file())
-        .env("BATON_INPUTS", dir.inputs_file());
+/// The work dir and environment every process of a node gets: a clean environment (the
+/// allow-listed and `pass_env` variables of the agent, never its tokens), its inputs, the
+/// node's env and the `BATON_*` variables, each overriding the one before.
+pub(crate) fn prepare(cmd: &mut Command, a: &Assignment, dir: &WorkDir, pass_env: &[String]) {
+    let baton = [
+        ("BATON_RUN_ID", OsString::from(&a.run_id)),
+        ("BATON_WORKFLOW", OsString::from(&a.workflow)),
+        ("BATON_NODE", OsString::from(&a.node)),
+        ("BATON_ATTEMPT", OsString::from(a.attempt.to_string())),
+        ("BATON_WORK_DIR", dir.path().into()),
+        ("BATON_OUTPUT", dir.output_file().into()),
+        ("BATON_INPUTS", dir.inputs_file().into()),
+    ];
+    // Secret values reach the step as variables only, never as script text; a secret
+    // reference replaced the plain variable of the same name when the file was read.
+    let mut node_env = a.env.clone();
+    node_env.extend(a.secrets.iter().map(|(k, v)| (k.clone(), v.0.clone())));
+    let env = step_env::step_env(
+        std::env::vars_os(),
+        pass_env,
+        &outputs::exported(&a.inputs),
+        &node_env,
+        &baton,
+    );
+    cmd.current_dir(dir.path()).env_clear().envs(env);
 }
 
 /// How the run of the process `program` ended, as the attempt reports it.

@@ -80,6 +80,17 @@ async fn run_with(root: &Path, a: &Assignment, stop: &Stop) -> Ran {
 
 /// Runs `a` with `functions`, as an attempt would.
 pub(crate) async fn run_in(root: &Path, functions: &Registry, a: &Assignment, stop: &Stop) -> Ran {
+    run_passing(root, functions, a, stop, &[]).await
+}
+
+/// [`run_in`], by an agent started with `--pass-env` for each of `pass_env`.
+pub(crate) async fn run_passing(
+    root: &Path,
+    functions: &Registry,
+    a: &Assignment,
+    stop: &Stop,
+    pass_env: &[String],
+) -> Ran {
     let (mut logs, mut rx) = LogBuffer::channel();
     let collector = tokio::spawn(async move {
         let mut chunks = Vec::new();
@@ -88,7 +99,11 @@ pub(crate) async fn run_in(root: &Path, functions: &Registry, a: &Assignment, st
         }
         chunks
     });
-    let execution = execute(root, functions, a, stop, &mut logs).await;
+    let workspace = Workspace {
+        root: root.to_owned(),
+        pass_env: pass_env.to_vec(),
+    };
+    let execution = execute(&workspace, functions, a, stop, &mut logs).await;
     logs.finish().await;
     Ran {
         ended: execution.ended,
@@ -406,6 +421,75 @@ async fn a_stale_attempt_is_killed_and_dropped() {
     stop.stop(StopReason::Stale);
     let ran = run_with(root.path(), &assignment(script("sleep 300")), &stop).await;
     assert_eq!(ran.ended, Ended::Dropped);
+}
+
+/// Names the agent's environment holds (this test process's) that are neither on the
+/// allow-list nor Baton's: a step must not see any of them unless passed.
+fn private_agent_vars() -> Vec<String> {
+    // The shell sets these itself, whatever it was given.
+    let shell_own = ["PWD", "OLDPWD", "SHLVL", "_"];
+    let allowed = |n: &str| {
+        crate::step_env::ALLOWED.contains(&n)
+            || shell_own.contains(&n)
+            || n.starts_with("LC_")
+            || n.starts_with("BATON_")
+    };
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| !allowed(k))
+        .collect();
+    assert!(!names.is_empty(), "cargo always sets some CARGO_* variable");
+    names
+}
+
+fn env_names(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_step_gets_a_clean_environment() {
+    let root = tempfile::tempdir().unwrap();
+    let mut a = assignment(script("env"));
+    a.env.insert("GREETING".into(), "hi".into());
+    let ran = run(root.path(), &a).await;
+    assert_eq!(ran.outcome(), Outcome::exited(0));
+    let out = ran.text(Stream::Stdout);
+    let names = env_names(&out);
+    for private in private_agent_vars() {
+        assert!(
+            !names.contains(&private.as_str()),
+            "{private} leaked: {out}"
+        );
+    }
+    assert!(names.contains(&"PATH"), "{out}");
+    assert!(out.lines().any(|l| l == "GREETING=hi"), "{out}");
+    assert!(out.lines().any(|l| l == "BATON_NODE=build"), "{out}");
+}
+
+#[tokio::test]
+async fn pass_env_hands_one_more_variable_to_steps() {
+    let root = tempfile::tempdir().unwrap();
+    let private = private_agent_vars();
+    let passed = private[0].clone();
+    let functions = Registry::new(&[], None).unwrap();
+    let a = assignment(script("env"));
+    let ran = run_passing(
+        root.path(),
+        &functions,
+        &a,
+        &Stop::new(),
+        std::slice::from_ref(&passed),
+    )
+    .await;
+    let out = ran.text(Stream::Stdout);
+    let names = env_names(&out);
+    assert!(names.contains(&passed.as_str()), "{passed} missing: {out}");
+    for other in &private[1..] {
+        assert!(!names.contains(&other.as_str()), "{other} leaked: {out}");
+    }
 }
 
 #[tokio::test]

@@ -12,6 +12,8 @@
 //! - `reports`: reports sent in batches that also claim work for the slots they free;
 //! - `functions` and `exec`: the built-in functions ([`BUILTIN_FUNCTIONS`]) and running a
 //!   shell step in its own process group, with timeout and kill;
+//! - `step_env`: the clean environment every process of an attempt starts from (an
+//!   allow-list of the agent's variables, never its tokens);
 //! - `function`, `call`, `plugins` and `registry`: functions written in Rust ([`Function`],
 //!   registered with [`AgentConfig::with_function`]) and plugins (executables in
 //!   [`AgentConfig::plugins`]), and which one a `uses:` name means;
@@ -42,6 +44,7 @@ mod registry;
 mod reports;
 mod shared;
 mod shutdown;
+mod step_env;
 mod stop;
 mod tls;
 mod workdir;
@@ -53,6 +56,7 @@ pub use exec::kill_running_steps;
 pub use function::{CANCEL_GRACE, CallContext, CallOutcome, Function, FunctionError, LogWriter};
 pub use functions::BUILTIN_FUNCTIONS;
 pub use registry::{FunctionsError, plugin_functions};
+pub use step_env::{PassEnvError, check_pass_env};
 
 /// The attribute that implements [`Function`] for a type with an `async fn call`.
 pub use async_trait::async_trait;

@@ -14,21 +14,24 @@ use baton_core::{
     input_env_name, parse_outputs,
 };
 use tokio::io::AsyncReadExt;
-use tokio::process::Command;
 
 use crate::functions::Ended;
 
 /// Inputs as the agent receives them: each needed node's outputs, by node id.
 pub(crate) type Inputs = BTreeMap<String, Outputs>;
 
-/// Sets `BATON_<NODE>_<KEY>` for every input. Names two inputs share (after upper-casing
-/// and `_` for other characters) hold the value of the last by node id, then key.
-pub(crate) fn export(cmd: &mut Command, inputs: &Inputs) {
-    for (node, outputs) in inputs {
-        for (key, value) in outputs {
-            cmd.env(input_env_name(node, key), value);
-        }
-    }
+/// The variable `BATON_<NODE>_<KEY>` of every input, in order. Of names two inputs share
+/// (after upper-casing and `_` for other characters), the last by node id, then key, is
+/// set last and so wins.
+pub(crate) fn exported(inputs: &Inputs) -> Vec<(String, String)> {
+    inputs
+        .iter()
+        .flat_map(|(node, outputs)| {
+            outputs
+                .iter()
+                .map(move |(key, value)| (input_env_name(node, key), value.clone()))
+        })
+        .collect()
 }
 
 /// The `$BATON_INPUTS` document: `{"node": {"key": "value"}}`, `{}` when there are none.
@@ -219,12 +222,10 @@ mod tests {
             [("out-dir".to_string(), "\"; rm -rf / #".to_string())].into(),
         )]
         .into();
-        let mut cmd = Command::new("true");
-        export(&mut cmd, &inputs);
-        let vars: Vec<_> = cmd.as_std().get_envs().collect();
+        let vars = exported(&inputs);
         assert_eq!(vars.len(), 1);
         assert_eq!(vars[0].0, "BATON_BUILD_APP_OUT_DIR");
-        assert_eq!(vars[0].1.and_then(|v| v.to_str()), Some("\"; rm -rf / #"));
+        assert_eq!(vars[0].1, "\"; rm -rf / #");
         assert_eq!(
             inputs_json(&inputs),
             br#"{"build-app":{"out-dir":"\"; rm -rf / #"}}"#

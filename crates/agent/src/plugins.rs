@@ -1,6 +1,7 @@
 //! Plugins: executables in the agent's plugins dir, each a function named after its file.
 //!
-//! A plugin runs as a shell step does (fresh work dir, own process group, the node's env,
+//! A plugin runs as a shell step does (fresh work dir, own process group, the clean step
+//! environment with the node's env,
 //! inputs and the `BATON_*` variables, output as logs, outputs from `$BATON_OUTPUT`,
 //! timeout and cancel by killing the group), with a JSON document about the call (its
 //! `inputs` included) on its stdin. The protocol is in `docs/plugins.md`.
@@ -19,7 +20,7 @@ use crate::logs::LogBuffer;
 use crate::outputs::{self, Inputs};
 use crate::registry::{FunctionsError, is_function_name};
 use crate::stop::Stop;
-use crate::workdir::WorkDir;
+use crate::workdir::{WorkDir, Workspace};
 
 /// An executable file offered as the function `name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,14 +110,14 @@ struct Input<'a> {
 /// Runs `plugin` for `a` in a fresh work dir.
 pub(crate) async fn run(
     plugin: &Plugin,
-    work_root: &Path,
+    workspace: &Workspace,
     a: &Assignment,
     with: &serde_json::Value,
     timeout: Option<Duration>,
     stop: &Stop,
     logs: &mut LogBuffer,
 ) -> Execution {
-    let dir = match WorkDir::create(work_root, a) {
+    let dir = match WorkDir::create(&workspace.root, a) {
         Ok(dir) => dir,
         Err(e) => {
             return Execution {
@@ -149,7 +150,7 @@ pub(crate) async fn run(
         }
     };
     let mut cmd = Command::new(&plugin.path);
-    prepare(&mut cmd, a, &dir);
+    prepare(&mut cmd, a, &dir, &workspace.pass_env);
     let result = exec::run_fed(cmd, Some(input), timeout, stop, logs).await;
     let program = format!("the plugin {}", plugin.path.display());
     let ended = process_ended(result, &program, timeout);

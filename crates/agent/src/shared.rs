@@ -1,6 +1,5 @@
 //! State shared by the loops and attempt tasks of one registered agent.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -12,12 +11,13 @@ use crate::error::RequestError;
 use crate::held::Held;
 use crate::registry::Registry;
 use crate::reports::Reports;
+use crate::workdir::Workspace;
 
 pub(crate) struct Shared {
     /// Calls with the agent's own token.
     pub(crate) client: Client,
-    /// Absolute; holds the attempts' work dirs.
-    pub(crate) work_root: PathBuf,
+    /// Where the attempts' work dirs are, and what their processes' environment holds.
+    pub(crate) workspace: Workspace,
     /// What each `uses:` name means here.
     pub(crate) functions: Registry,
     pub(crate) held: Held,
@@ -35,7 +35,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         client: Client,
-        work_root: PathBuf,
+        workspace: Workspace,
         functions: Registry,
         slots: u32,
         lease_ms: u64,
@@ -44,7 +44,7 @@ impl Shared {
     ) -> Shared {
         Shared {
             client,
-            work_root,
+            workspace,
             functions,
             held: Held::new(slots),
             reports: Reports::new(),

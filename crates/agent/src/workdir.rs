@@ -9,6 +9,16 @@ use baton_api::Assignment;
 
 use crate::outputs;
 
+/// Where an agent's attempts run: the root of their work dirs, and the names of the
+/// agent's variables their processes get besides the allow-list (see `step_env`).
+#[derive(Debug, Clone)]
+pub(crate) struct Workspace {
+    /// Absolute; holds the attempts' work dirs.
+    pub(crate) root: PathBuf,
+    /// `--pass-env` names, already checked.
+    pub(crate) pass_env: Vec<String>,
+}
+
 /// A fresh, empty directory owned by one attempt.
 #[derive(Debug)]
 pub(crate) struct WorkDir {

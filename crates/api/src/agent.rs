@@ -25,6 +25,110 @@ pub struct RegisterAgent {
     pub version: String,
 }
 
+/// Longest agent name, in bytes.
+pub const MAX_AGENT_NAME_BYTES: usize = 128;
+/// Most labels one agent may offer.
+pub const MAX_AGENT_LABELS: usize = 64;
+/// Most slots one agent may offer.
+pub const MAX_AGENT_SLOTS: u32 = 1024;
+/// Most functions one agent may offer.
+pub const MAX_AGENT_FUNCTIONS: usize = 1024;
+/// Longest agent version, in bytes.
+pub const MAX_AGENT_VERSION_BYTES: usize = 64;
+
+/// Why a [`RegisterAgent`] was refused: the field at fault and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRegistration {
+    /// The JSON field: `name`, `labels`, `slots`, `functions` or `version`.
+    pub field: &'static str,
+    /// What is wrong, in words.
+    pub problem: String,
+}
+
+impl std::fmt::Display for BadRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad agent {}: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for BadRegistration {}
+
+impl RegisterAgent {
+    /// Checks what an agent says about itself, which the server treats as untrusted input
+    /// (and the agent checks before sending, to fail at start rather than at the server).
+    ///
+    /// The name is 1 to [`MAX_AGENT_NAME_BYTES`] bytes without control characters; labels
+    /// are at most [`MAX_AGENT_LABELS`], each one a `selector:` can ask for
+    /// ([`baton_core::check_label`]); functions are names `uses:` can name; slots are 1 to
+    /// [`MAX_AGENT_SLOTS`]; the version is short text without control characters.
+    pub fn check(&self) -> Result<(), BadRegistration> {
+        let bad = |field, problem: String| Err(BadRegistration { field, problem });
+        if self.name.trim().is_empty() {
+            return bad("name", "must not be empty".into());
+        }
+        if self.name.len() > MAX_AGENT_NAME_BYTES {
+            return bad(
+                "name",
+                format!(
+                    "is {} bytes long; the limit is {MAX_AGENT_NAME_BYTES}",
+                    self.name.len()
+                ),
+            );
+        }
+        if let Some(c) = self.name.chars().find(|c| c.is_control()) {
+            return bad(
+                "name",
+                format!("{:?} holds the control character {c:?}", self.name),
+            );
+        }
+        if self.labels.len() > MAX_AGENT_LABELS {
+            return bad(
+                "labels",
+                format!(
+                    "{} labels; the limit is {MAX_AGENT_LABELS}",
+                    self.labels.len()
+                ),
+            );
+        }
+        for (key, value) in &self.labels {
+            if let Err(problem) = baton_core::check_label(key, value) {
+                return bad("labels", problem);
+            }
+        }
+        if self.slots == 0 || self.slots > MAX_AGENT_SLOTS {
+            return bad(
+                "slots",
+                format!("{} is not from 1 to {MAX_AGENT_SLOTS}", self.slots),
+            );
+        }
+        if self.functions.len() > MAX_AGENT_FUNCTIONS {
+            return bad(
+                "functions",
+                format!(
+                    "{} functions; the limit is {MAX_AGENT_FUNCTIONS}",
+                    self.functions.len()
+                ),
+            );
+        }
+        for function in &self.functions {
+            if let Err(problem) = baton_core::check_function_name(function) {
+                return bad("functions", problem);
+            }
+        }
+        if self.version.len() > MAX_AGENT_VERSION_BYTES
+            || self.version.chars().any(char::is_control)
+        {
+            return bad(
+                "version",
+                format!(
+                    "must be at most {MAX_AGENT_VERSION_BYTES} bytes without control characters"
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Answer to a registration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registered {
@@ -279,4 +383,93 @@ pub struct ArtifactDoc {
     pub size: u64,
     /// SHA-256 of the content, hex.
     pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> RegisterAgent {
+        RegisterAgent {
+            name: "build-1.example".into(),
+            labels: [("os".to_owned(), "linux".to_owned())].into(),
+            slots: 4,
+            functions: vec!["shell".into(), "my-plugin".into()],
+            version: "0.1.0".into(),
+        }
+    }
+
+    fn field_of(change: impl FnOnce(&mut RegisterAgent)) -> &'static str {
+        let mut r = good();
+        change(&mut r);
+        r.check().expect_err("refused").field
+    }
+
+    #[test]
+    fn a_plain_registration_passes() {
+        assert_eq!(good().check(), Ok(()));
+        let mut edge = good();
+        edge.name = "n".repeat(MAX_AGENT_NAME_BYTES);
+        edge.slots = MAX_AGENT_SLOTS;
+        edge.labels = (0..MAX_AGENT_LABELS)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert_eq!(edge.check(), Ok(()));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        type Change = Box<dyn FnOnce(&mut RegisterAgent)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("name", Box::new(|r| r.name = String::new())),
+            ("name", Box::new(|r| r.name = "  ".into())),
+            ("name", Box::new(|r| r.name = "a\0b".into())),
+            ("name", Box::new(|r| r.name = "\u{1b}[2Jevil".into())),
+            ("name", Box::new(|r| r.name = "a\rb".into())),
+            (
+                "name",
+                Box::new(|r| r.name = "n".repeat(MAX_AGENT_NAME_BYTES + 1)),
+            ),
+            (
+                "labels",
+                Box::new(|r| {
+                    r.labels.insert("os".into(), "linux\nfake: row".into());
+                }),
+            ),
+            (
+                "labels",
+                Box::new(|r| {
+                    r.labels.insert("bad key".into(), "x".into());
+                }),
+            ),
+            (
+                "labels",
+                Box::new(|r| {
+                    r.labels = (0..=MAX_AGENT_LABELS)
+                        .map(|i| (format!("k{i}"), String::new()))
+                        .collect();
+                }),
+            ),
+            ("slots", Box::new(|r| r.slots = 0)),
+            ("slots", Box::new(|r| r.slots = MAX_AGENT_SLOTS + 1)),
+            ("slots", Box::new(|r| r.slots = u32::MAX)),
+            (
+                "functions",
+                Box::new(|r| r.functions.push("Bad Name".into())),
+            ),
+            ("functions", Box::new(|r| r.functions.push(String::new()))),
+            ("version", Box::new(|r| r.version = "1\u{7}".into())),
+        ];
+        for (field, change) in cases {
+            assert_eq!(field_of(change), field);
+        }
+    }
+
+    #[test]
+    fn the_message_names_the_field() {
+        let mut r = good();
+        r.slots = 0;
+        let message = r.check().unwrap_err().to_string();
+        assert!(message.starts_with("bad agent slots:"), "{message}");
+    }
 }

@@ -58,6 +58,7 @@ pub(crate) fn apply_work(config: &mut AgentConfig, work: &AgentWorkArgs) {
         config.work_root.clone_from(dir);
     }
     config.plugins.clone_from(&work.plugins);
+    config.pass_env.clone_from(&work.pass_env);
 }
 
 /// Prints why an agent stopped and gives the exit code: 2 for bad flags, 3 when a server
@@ -67,6 +68,8 @@ pub(crate) fn agent_failure(err: &AgentError) -> Exit {
         AgentError::NoServers
         | AgentError::BadServerUrl { .. }
         | AgentError::NoSlots
+        | AgentError::BadRegistration(_)
+        | AgentError::PassEnv(_)
         | AgentError::BadToken
         | AgentError::CaCert { .. }
         | AgentError::Functions(_) => Exit::Invalid,

@@ -202,7 +202,7 @@ pub(crate) struct AgentWorkArgs {
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub(crate) labels: Vec<(String, String)>,
     /// Attempts run at once [default: the number of CPUs]
-    #[arg(long, env = "BATON_SLOTS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, env = "BATON_SLOTS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) slots: Option<u32>,
     /// Folder for the work dirs of attempts [default: baton-work in the temp dir; for up, work in the data dir]
     #[arg(long, env = "BATON_WORK_DIR", value_name = "DIR")]
@@ -210,6 +210,14 @@ pub(crate) struct AgentWorkArgs {
     /// Folder of plugins: each executable file in it is a function named after the file without extension (read at start)
     #[arg(long, env = "BATON_PLUGINS", value_name = "DIR")]
     pub(crate) plugins: Option<PathBuf>,
+    /// Also give steps this variable of the agent's environment (steps get only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ, TERM and TMPDIR by default); repeatable; never a BATON_* name
+    #[arg(
+        long = "pass-env",
+        env = "BATON_PASS_ENV",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub(crate) pass_env: Vec<String>,
 }
 
 /// `baton up`.
@@ -345,6 +353,26 @@ mod tests {
             "--token and --token-file conflict"
         );
         assert!(parse(&["agent", "--server", "h", "--slots", "0"]).is_err());
+        assert!(parse(&["agent", "--server", "h", "--slots", "1025"]).is_err());
+    }
+
+    #[test]
+    fn pass_env_is_repeatable_and_comma_separated() {
+        let Command::Agent(a) = parse(&[
+            "agent",
+            "--server",
+            "h",
+            "--pass-env",
+            "FOO",
+            "--pass-env",
+            "A,B",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not an agent command");
+        };
+        assert_eq!(a.work.pass_env, ["FOO", "A", "B"]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! length of one run.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use baton_agent::AgentConfig;
@@ -41,7 +41,17 @@ pub(crate) async fn run(
             Err(e) => return failure("cannot create a temporary data dir", &e, Exit::Failure),
         },
     };
-    let exit = run_in(loaded, args, data_dir, interrupt, tracker).await;
+    // Never under the data dir: a step walking up from its work dir (`../../admin.token`)
+    // must not find the server's tokens and database. Made 0700 by `tempfile`.
+    let work = match tempfile::Builder::new().prefix("baton-work-").tempdir() {
+        Ok(w) => w,
+        Err(e) => return failure("cannot create a temporary work dir", &e, Exit::Failure),
+    };
+    let exit = run_in(loaded, args, data_dir, work.path(), interrupt, tracker).await;
+    let work_path = work.path().to_owned();
+    if let Err(e) = work.close() {
+        eprintln!("warning: cannot remove {}: {e}", work_path.display());
+    }
     if let Some(temp) = temp {
         let path = temp.path().to_owned();
         if let Err(e) = temp.close() {
@@ -55,10 +65,11 @@ async fn run_in(
     loaded: &LoadedWorkflow,
     args: &RunArgs,
     data_dir: PathBuf,
+    work_root: &Path,
     interrupt: &CancellationToken,
     tracker: &TaskTracker,
 ) -> Exit {
-    let mut config = ServerConfig::new(data_dir.clone());
+    let mut config = ServerConfig::new(data_dir);
     config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let server_stop = CancellationToken::new();
     let server = match Server::start(config, server_stop.clone()).await {
@@ -82,7 +93,7 @@ async fn run_in(
         if let Some(slots) = args.slots {
             config.slots = slots;
         }
-        config.work_root = data_dir.join("work");
+        config.work_root = work_root.to_owned();
         config.shutdown_grace = AGENT_GRACE;
         config.plugins.clone_from(&args.plugins);
         let stop = agents_stop.clone();

@@ -1,5 +1,7 @@
 //! `baton up`: a server and one local agent in one process, a whole single-machine install.
 
+use std::path::Path;
+
 use baton_agent::{AgentConfig, ServerTrust};
 use baton_cli::Exit;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +24,16 @@ pub(crate) async fn up(
         Ok(c) => c.data_dir,
         Err(exit) => return exit,
     };
+    if let Some(work) = &args.work.work_dir
+        && inside(work, &data_dir)
+    {
+        eprintln!(
+            "error: --work-dir {} is inside the data dir {}: steps could read the server's tokens and database through relative paths; pick a folder outside it",
+            work.display(),
+            data_dir.display()
+        );
+        return Exit::Invalid;
+    }
     signals::listen(tracker, shutdown.clone(), done.clone());
     let server_stop = CancellationToken::new();
     let server = match server::start(&args.server, server_stop.clone()).await {
@@ -33,7 +45,18 @@ pub(crate) async fn up(
         server.enroll_token().to_owned(),
         hostname(),
     );
-    config.work_root = data_dir.join("work");
+    // Held until the agent stops. Never under the data dir: a step walking up from its
+    // work dir (`../../admin.token`) must not find the server's tokens and database.
+    let temp_work = match &args.work.work_dir {
+        Some(_) => None,
+        None => match tempfile::Builder::new().prefix("baton-work-").tempdir() {
+            Ok(w) => Some(w),
+            Err(e) => return failure("cannot create a temporary work dir", &e, Exit::Failure),
+        },
+    };
+    if let Some(w) = &temp_work {
+        config.work_root = w.path().to_owned();
+    }
     // The certificate may name no address the agent dials (127.0.0.1): trust exactly the
     // one the server serves, read from the same file.
     if let (true, Some(cert)) = (server.is_tls(), &args.server.tls_cert) {
@@ -67,4 +90,26 @@ pub(crate) async fn up(
         Err(e) => exit = failure("the server task failed", &e, Exit::Failure),
     }
     exit
+}
+
+/// Whether `path` is `dir` or lies under it, comparing absolute paths.
+fn inside(path: &Path, dir: &Path) -> bool {
+    match (std::path::absolute(path), std::path::absolute(dir)) {
+        (Ok(path), Ok(dir)) => path.starts_with(dir),
+        // An unusable path fails later with its own error.
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_dir_under_the_data_dir_is_inside_it() {
+        assert!(inside(Path::new("/d/data/work"), Path::new("/d/data")));
+        assert!(inside(Path::new("/d/data"), Path::new("/d/data")));
+        assert!(!inside(Path::new("/d/data-work"), Path::new("/d/data")));
+        assert!(!inside(Path::new("/tmp/w"), Path::new("/d/data")));
+    }
 }

@@ -91,7 +91,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub agents: Option<u32>,
     /// Self-contained run: slots of each local agent [default: the number of CPUs]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub slots: Option<u32>,
     /// Self-contained run: the local agents offer each executable file in DIR as a function named after the file without extension
     #[arg(long, value_name = "DIR")]

@@ -177,6 +177,15 @@ impl CliError {
     ///
     /// Nothing for [`CliError::ClosedOutput`], where the reader went away on purpose.
     pub fn report(&self) -> Vec<String> {
+        let lines = self.report_lines();
+        // Messages quote the server and the files it read: one line each, inert.
+        lines
+            .into_iter()
+            .map(|l| crate::escape::one_line(&l).into_owned())
+            .collect()
+    }
+
+    fn report_lines(&self) -> Vec<String> {
         match self {
             CliError::ClosedOutput => Vec::new(),
             CliError::InvalidWorkflow { diagnostics, .. } if !diagnostics.is_empty() => {

@@ -13,6 +13,7 @@ pub mod args;
 pub mod audit;
 pub mod client;
 pub mod connection;
+pub mod escape;
 pub mod exit;
 mod live;
 mod logs;

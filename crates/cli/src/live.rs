@@ -8,6 +8,7 @@ use baton_api::{NodeDoc, RunDoc};
 use baton_core::{AttemptState, NodeState, Reason, format_duration};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
+use crate::escape::one_line;
 use crate::output::{self, attempt_duration, clock, now_ms, symbol};
 
 /// How a followed run is shown on stderr.
@@ -44,7 +45,7 @@ impl Progress {
     pub(crate) fn message(&self, line: &str) {
         match self {
             Progress::Live(l) => {
-                if l.multi.println(line).is_err() {
+                if l.multi.println(one_line(line)).is_err() {
                     say(line);
                 }
             }
@@ -61,7 +62,14 @@ impl Progress {
 }
 
 /// Writes a line to stderr; a closed stderr is not worth failing over.
+/// Prints a message line on stderr, escaped onto one line: it carries names and messages
+/// from the server.
 pub(crate) fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", one_line(line));
+}
+
+/// Prints a line of a step's log on stderr as it is: the step's own bytes.
+pub(crate) fn say_log(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
@@ -243,7 +251,7 @@ impl Live {
                 state = node.status.as_str()
             );
             bar.set_prefix(symbol(node.status));
-            bar.set_message(msg.trim_end().to_owned());
+            bar.set_message(one_line(msg.trim_end()).into_owned());
             if !running {
                 bar.tick();
             }

@@ -130,11 +130,13 @@ impl LogWriter {
     }
 }
 
+/// The prefix of a log line: the node id from the server, escaped (the body is not).
 fn label(node: &str, attempt: u32) -> String {
+    let node = crate::escape::one_line(node);
     if attempt > 1 {
         format!("{node}#{attempt}")
     } else {
-        node.to_owned()
+        node.into_owned()
     }
 }
 

@@ -3,6 +3,7 @@
 //! Every function here is pure (the current time comes in as an argument), so the exact
 //! text is pinned by snapshot tests.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -12,6 +13,7 @@ use baton_api::{
 };
 use baton_core::{NodeState, Reason, format_duration};
 
+use crate::escape::{one_line, push_escaped};
 use crate::exit::CliError;
 
 /// Writes data to stdout; a closed pipe becomes [`CliError::ClosedOutput`].
@@ -260,7 +262,12 @@ pub fn summary_line(doc: &RunDoc, now_ms: i64) -> String {
     let counts = Counts::of(doc.nodes.values().map(|n| n.status));
     let took = run_duration(doc, now_ms)
         .map_or_else(String::new, |ms| format!(" in {}", format_duration(ms)));
-    format!("run {} {}{took}: {}", doc.id, doc.status, counts.describe())
+    format!(
+        "run {} {}{took}: {}",
+        one_line(&doc.id),
+        doc.status,
+        counts.describe()
+    )
 }
 
 /// A note for a node in `runs show`: why it waits, or how its last attempt ended.
@@ -297,7 +304,15 @@ impl Table {
         }
     }
 
+    /// Adds a row; cells come from the server, so each is escaped onto one line.
     pub(crate) fn row(&mut self, cells: Vec<String>) {
+        let cells = cells
+            .into_iter()
+            .map(|c| match one_line(&c) {
+                Cow::Borrowed(_) => c,
+                Cow::Owned(escaped) => escaped,
+            })
+            .collect();
         self.rows.push(cells);
     }
 
@@ -341,8 +356,13 @@ fn or_dash(v: Option<String>) -> String {
 /// `baton runs show`: the run's header, then one row per node in workflow order.
 pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "run       {}", doc.id);
-    let _ = writeln!(out, "workflow  {} (version {})", doc.workflow, doc.version);
+    let _ = writeln!(out, "run       {}", one_line(&doc.id));
+    let _ = writeln!(
+        out,
+        "workflow  {} (version {})",
+        one_line(&doc.workflow),
+        doc.version
+    );
     let cancel = if doc.cancel_requested && !doc.status.is_terminal() {
         " (cancel requested)"
     } else {
@@ -355,22 +375,22 @@ pub fn show_run(doc: &RunDoc, order: Option<&[String]>, now_ms: i64) -> String {
     };
     let _ = writeln!(out, "status    {}{cancel}{why}", doc.status);
     if let Some(m) = &doc.message {
-        let _ = writeln!(out, "note      {m}");
+        let _ = writeln!(out, "note      {}", one_line(m));
     }
     if doc.priority != 0 {
         let _ = writeln!(out, "priority  {}", doc.priority);
     }
     if let Some(old) = &doc.retry_of {
-        let _ = writeln!(out, "retry of  {old}");
+        let _ = writeln!(out, "retry of  {}", one_line(old));
     }
     for new in &doc.retried_by {
-        let _ = writeln!(out, "retried   by run {new}");
+        let _ = writeln!(out, "retried   by run {}", one_line(new));
     }
-    let _ = writeln!(out, "created   {}", doc.created_at);
+    let _ = writeln!(out, "created   {}", one_line(&doc.created_at));
     if let Some(f) = &doc.finished_at {
         let took = run_duration(doc, now_ms)
             .map_or_else(String::new, |ms| format!(" ({})", format_duration(ms)));
-        let _ = writeln!(out, "finished  {f}{took}");
+        let _ = writeln!(out, "finished  {}{took}", one_line(f));
     } else if let Some(ms) = run_duration(doc, now_ms) {
         let _ = writeln!(out, "elapsed   {}", format_duration(ms));
     }
@@ -436,15 +456,7 @@ fn shown_value(value: &str) -> String {
             let _ = write!(shown, "… ({} bytes in all)", value.len());
             break;
         }
-        match c {
-            '\n' => shown.push_str("\\n"),
-            '\t' => shown.push_str("\\t"),
-            '\r' => shown.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(shown, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => shown.push(c),
-        }
+        push_escaped(&mut shown, c);
     }
     shown
 }
@@ -524,7 +536,9 @@ pub fn applied_line(v: &WorkflowVersion) -> String {
     let nodes = if v.nodes == 1 { "node" } else { "nodes" };
     format!(
         "workflow {} version {} {what} ({} {nodes})",
-        v.name, v.version, v.nodes
+        one_line(&v.name),
+        v.version,
+        v.nodes
     )
 }
 
@@ -776,6 +790,30 @@ pub(crate) mod tests {
             node_order(&doc, Some(&partial)),
             ["test", "a-lint", "checkout", "deploy", "zz"]
         );
+    }
+
+    #[test]
+    fn tables_escape_control_characters_from_the_server() {
+        let agent = AgentDoc {
+            id: "a1".into(),
+            name: "evil\u{1b}[2J\rname".into(),
+            status: "online".into(),
+            labels: [("os".to_owned(), "linux\nfake row\u{7}".to_owned())].into(),
+            functions: vec!["shell".into()],
+            slots: 2,
+            used_slots: 0,
+            version: "0.1.0".into(),
+            registered_at: at(0),
+            last_seen_at: at(0),
+        };
+        let text = agents_table(&[agent], 0);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("evil\\u{1b}[2J\\rname"), "{text}");
+        assert!(text.contains("os=linux\\nfake row\\u{7}"), "{text}");
     }
 
     #[test]

@@ -235,7 +235,7 @@ async fn print_failed_logs(client: &Client, doc: &RunDoc, order: &[String]) {
                     last.number
                 ));
                 for line in lines {
-                    say(&line);
+                    crate::live::say_log(&line);
                 }
             }
             Err(e) => say(&format!("error: cannot read the output of {id}: {e}")),

@@ -37,7 +37,9 @@ pub use outputs::{
     check_outputs, input_env_name, is_output_key, parse_outputs,
 };
 pub use parse::names::{check_secret_name, check_token_name, check_workflow_name};
-pub use parse::{MAX_FILE_BYTES, MAX_NODES, parse_workflow};
+pub use parse::{
+    MAX_FILE_BYTES, MAX_LABEL_LEN, MAX_NODES, check_function_name, check_label, parse_workflow,
+};
 pub use plan::{Start, plan_run};
 pub use select::{Requirement, missing_requirements};
 pub use state::{AttemptState, NodeState, Outcome, Reason, RunState, UnknownState};

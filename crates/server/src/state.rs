@@ -64,13 +64,19 @@ impl AppState {
             .put_server_token(baton_store::TokenKind::Enroll, &enroll_hash)
             .await
             .map_err(ServerError::Store)?;
+        // Private before the first upload, and even when an older server left it open.
+        let artifacts_dir = config.data_dir.join("artifacts");
+        crate::tokens::private_dir(&artifacts_dir).map_err(|source| ServerError::DataDir {
+            path: artifacts_dir.clone(),
+            source,
+        })?;
         let key = SecretsKey::load_or_create(&config.data_dir, config.secrets_key.as_deref())?;
         let secrets = Secrets::start(store.as_ref(), key).await?;
         Ok(AppState {
             inner: Arc::new(Shared {
                 store,
                 wake: Wake::default(),
-                artifacts_dir: config.data_dir.join("artifacts"),
+                artifacts_dir,
                 lease_ms: config.lease_ms,
                 max_artifact_bytes: config.max_artifact_bytes,
                 admin_hash,

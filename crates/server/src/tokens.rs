@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -111,6 +111,8 @@ fn load_or_create(path: &Path, prefix: &str, kind: &'static str) -> Result<Strin
             Ok(token)
         }
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            // A token file someone made readable (copied in, an old umask) is made private.
+            private_file(path).map_err(file_err)?;
             let text = fs::read_to_string(path).map_err(file_err)?;
             let token = text.trim();
             if is_token(token, prefix) {
@@ -123,6 +125,38 @@ fn load_or_create(path: &Path, prefix: &str, kind: &'static str) -> Result<Strin
             }
         }
         Err(err) => Err(file_err(err)),
+    }
+}
+
+/// Takes group and other access off the file at `path`.
+pub(crate) fn private_file(path: &Path) -> io::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes the dir at `path` (0700) when it is missing, and takes group and other access off
+/// it when it exists; refuses anything but a real directory.
+pub(crate) fn private_dir(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o700))?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path),
+        Err(e) => Err(e),
     }
 }
 
@@ -163,7 +197,6 @@ pub(crate) fn hashes_equal(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
 
     #[test]
     fn tokens_are_made_once_with_private_modes_and_then_reused() {
@@ -183,6 +216,36 @@ mod tests {
         let again = ServerTokens::load_or_create(&data).unwrap();
         assert_eq!(again.admin(), first.admin());
         assert_eq!(again.enroll(), first.enroll());
+    }
+
+    #[test]
+    fn token_files_left_readable_are_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ServerTokens::load_or_create(dir.path()).unwrap();
+        for path in [first.admin_path(), first.enroll_path()] {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let again = ServerTokens::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.admin(), first.admin());
+        for path in [again.admin_path(), again.enroll_path()] {
+            let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn private_dirs_are_made_or_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = dir.path().join("artifacts");
+        private_dir(&made).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&made), 0o700);
+        fs::set_permissions(&made, fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(&made).unwrap();
+        assert_eq!(mode(&made), 0o700);
+        let file = dir.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert!(private_dir(&file).is_err());
     }
 
     #[test]

@@ -445,6 +445,12 @@ fn agents_with_skewed_wall_clocks_cause_no_spurious_reaps() {
                 wrapper: &["faketime", "-f", skew],
                 // Only the wall clock is off, as with a badly set host clock.
                 env: &[("FAKETIME_DONT_FAKE_MONOTONIC", "1")],
+                // Steps start from a clean environment: hand them faketime's variables,
+                // so they see the agent's skewed clock as a host's processes would.
+                flags: &[
+                    "--pass-env",
+                    "LD_PRELOAD,FAKETIME,FAKETIME_DONT_FAKE_MONOTONIC",
+                ],
                 ..AgentSpec::default()
             },
         );

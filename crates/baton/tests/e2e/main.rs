@@ -14,6 +14,8 @@ mod plugins;
 mod replicas;
 mod rerun;
 mod resources;
+mod step_env;
 mod tls;
 mod triggers;
+mod untrusted;
 mod util;

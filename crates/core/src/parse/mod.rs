@@ -23,6 +23,7 @@ mod tree;
 use crate::diag::Diagnostics;
 use crate::workflow::Workflow;
 
+pub use names::{MAX_LABEL_LEN, check_function_name, check_label};
 use report::Report;
 
 /// Largest workflow file accepted, in bytes.

@@ -175,6 +175,40 @@ impl NameRule {
     }
 }
 
+/// Longest label key or value an agent may offer, in characters.
+pub const MAX_LABEL_LEN: usize = 256;
+
+/// Checks one `key=value` label an agent offers, so that a `selector:` can ask for it: the
+/// key by the rule of `selector:` keys, the value as text a selector can hold (no control
+/// characters), each at most [`MAX_LABEL_LEN`] characters. Returns the message to report.
+pub fn check_label(key: &str, value: &str) -> Result<(), String> {
+    LABEL_KEY.check(key)?;
+    if key.chars().count() > MAX_LABEL_LEN {
+        return Err(format!(
+            "label key {} is longer than {MAX_LABEL_LEN} characters",
+            quote(key)
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "bad label value for {}: control characters are not allowed",
+            quote(key)
+        ));
+    }
+    if value.chars().count() > MAX_LABEL_LEN {
+        return Err(format!(
+            "label value for {} is longer than {MAX_LABEL_LEN} characters",
+            quote(key)
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a function name by the rule of `uses:`; returns the message to report.
+pub fn check_function_name(name: &str) -> Result<(), String> {
+    FUNCTION.check(name)
+}
+
 /// Quotes text taken from the file for a message, shortening it when it is long.
 pub(crate) fn quote(text: &str) -> String {
     const SHOWN: usize = 40;
@@ -287,6 +321,37 @@ mod tests {
         assert!(LABEL_KEY.check("kubernetes.io/os").is_ok());
         assert!(RESOURCE.check("db:prod.1").is_ok());
         assert!(RESOURCE.check("db prod").is_err());
+    }
+
+    #[test]
+    fn labels_are_checked_as_selectors_read_them() {
+        assert!(check_label("kubernetes.io/os", "linux 6.1").is_ok());
+        assert!(check_label("gpu", "").is_ok());
+        assert!(check_label("", "x").unwrap_err().contains("label key"));
+        assert!(check_label("a\nb", "x").unwrap_err().contains("label key"));
+        assert!(
+            check_label("os", "li\nnux")
+                .unwrap_err()
+                .contains("control")
+        );
+        assert!(
+            check_label("os", "\u{1b}[31m")
+                .unwrap_err()
+                .contains("control")
+        );
+        let long = "x".repeat(MAX_LABEL_LEN + 1);
+        assert!(check_label(&long, "v").unwrap_err().contains("longer"));
+        assert!(check_label("k", &long).unwrap_err().contains("longer"));
+        assert!(check_label("k", &"x".repeat(MAX_LABEL_LEN)).is_ok());
+    }
+
+    #[test]
+    fn function_names_follow_the_rule_of_uses() {
+        assert!(check_function_name("my-fn_2").is_ok());
+        assert!(check_function_name("").is_err());
+        assert!(check_function_name("Shell").is_err());
+        assert!(check_function_name("a\0").is_err());
+        assert!(check_function_name(&"a".repeat(65)).is_err());
     }
 
     #[test]

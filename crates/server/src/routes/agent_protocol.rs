@@ -31,9 +31,9 @@ pub(crate) async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterAgent>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    if body.name.trim().is_empty() {
-        return Err(ApiError::bad_request("agent name must not be empty"));
-    }
+    // Whatever an agent says about itself ends up in lists, logs and terminals.
+    body.check()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let token = new_agent_token();
     let agent_id = state
         .store()

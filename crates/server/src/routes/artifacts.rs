@@ -244,6 +244,7 @@ async fn write_body(path: &FsPath, mut body: Body, limit: u64) -> Result<(u64, S
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .await
         .map_err(storage)?;

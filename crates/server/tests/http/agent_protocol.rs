@@ -333,3 +333,79 @@ async fn empty_batches_and_reports_that_do_not_end_are_bad_requests() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     }
 }
+
+/// Registration is untrusted input: each bad field gets a 400 that names it, and nothing
+/// is registered.
+#[tokio::test]
+async fn registration_refuses_each_bad_field_by_name() {
+    let app = App::new().await;
+    let many_labels: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let long_name = "n".repeat(129);
+    let cases = [
+        (
+            "name",
+            json!({"name": "", "slots": 1, "functions": ["shell"]}),
+        ),
+        (
+            "name",
+            json!({"name": "a\u{0}b", "slots": 1, "functions": ["shell"]}),
+        ),
+        (
+            "name",
+            json!({"name": "\u{1b}[2Jevil", "slots": 1, "functions": ["shell"]}),
+        ),
+        (
+            "name",
+            json!({"name": long_name, "slots": 1, "functions": ["shell"]}),
+        ),
+        (
+            "labels",
+            json!({"name": "a", "slots": 1, "functions": ["shell"], "labels": {"os": "linux\nx"}}),
+        ),
+        (
+            "labels",
+            json!({"name": "a", "slots": 1, "functions": ["shell"], "labels": {"o s": "linux"}}),
+        ),
+        (
+            "labels",
+            json!({"name": "a", "slots": 1, "functions": ["shell"], "labels": many_labels}),
+        ),
+        (
+            "functions",
+            json!({"name": "a", "slots": 1, "functions": ["shell", "Bad\u{7}"]}),
+        ),
+        (
+            "slots",
+            json!({"name": "a", "slots": 0, "functions": ["shell"]}),
+        ),
+        (
+            "slots",
+            json!({"name": "a", "slots": 1025, "functions": ["shell"]}),
+        ),
+        (
+            "slots",
+            json!({"name": "a", "slots": 4_294_967_295_u32, "functions": ["shell"]}),
+        ),
+    ];
+    for (field, body) in cases {
+        let (status, answer) = app
+            .call(
+                Method::POST,
+                "/api/v1/agent/register",
+                Some(app.enroll()),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("bad agent {field}:")),
+            "{body} -> {answer}"
+        );
+    }
+    let (_, agents) = app
+        .call(Method::GET, "/api/v1/agents", Some(app.admin()), None)
+        .await;
+    assert_eq!(agents, json!([]), "nothing was registered");
+}

@@ -21,6 +21,7 @@ pub(crate) mod concurrency;
 mod db;
 pub(crate) mod deadlines;
 pub(crate) mod downstream;
+mod files;
 pub(crate) mod late;
 mod logs;
 mod migrate;
@@ -152,9 +153,16 @@ impl SqliteStore {
     /// Opens (creating when missing) the database file and brings its schema up to date.
     pub fn open(options: &SqliteOptions) -> Result<SqliteStore> {
         if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::backend("creating the database directory", e))?;
+            // Private when made here; an existing dir is left as its owner set it.
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)
+            .map_err(|e| StoreError::backend("creating the database directory", e))?;
         }
+        files::make_private(&options.path)
+            .map_err(|e| StoreError::backend("making the database file private", e))?;
         let mut writer = open_connection(&options.path, options.synchronous, false)?;
         migrate::migrate(&mut writer)?;
         let checkpointer = Checkpointer::attach(&mut writer, &options.path, options.synchronous)?;
