@@ -14,6 +14,7 @@ mod plugins;
 mod replicas;
 mod rerun;
 mod resources;
+mod secrets;
 mod step_env;
 mod tls;
 mod triggers;

@@ -33,7 +33,7 @@ const T2_RUN_NODES: usize = 250;
 /// The PostgreSQL server tests may use, or `None` after saying on stderr that `test` is
 /// skipped. The message goes to the real stderr, past the test harness's capture, so that a
 /// plain `cargo test` shows it.
-fn pg_url(test: &str) -> Option<String> {
+pub(crate) fn pg_url(test: &str) -> Option<String> {
     match std::env::var("BATON_TEST_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -82,14 +82,14 @@ fn psql(url: &str, sql: &str) -> Result<String, String> {
 }
 
 /// A database of the test's own, dropped afterwards.
-struct TestDb {
+pub(crate) struct TestDb {
     server: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl TestDb {
-    fn create(server: &str) -> TestDb {
+    pub(crate) fn create(server: &str) -> TestDb {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
             "baton_e2e_{}_{}_{}",

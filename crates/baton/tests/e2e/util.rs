@@ -72,9 +72,16 @@ impl Cluster {
 
     /// Starts `baton server` on a free port with these flags (besides listen and data dir).
     pub(crate) fn start_with(flags: &[&str]) -> Cluster {
+        Cluster::start_logging(flags, false)
+    }
+
+    /// [`start_with`](Self::start_with), the server logging at debug level into
+    /// [`server_log`](Self::server_log) when `debug_log` (tests that read its log).
+    pub(crate) fn start_logging(flags: &[&str], debug_log: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let server_flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-        let (server, url) = spawn_server(dir.path(), "127.0.0.1:0", &server_flags);
+        let log = debug_log.then(|| dir.path().join("server.log"));
+        let (server, url) = spawn_server(dir.path(), "127.0.0.1:0", &server_flags, log.as_deref());
         let mut cluster = Cluster {
             admin: String::new(),
             url,
@@ -95,6 +102,11 @@ impl Cluster {
         wait_for("healthz", || {
             matches!(self.http("GET", "/healthz", None, None), Ok((200, _))).then_some(())
         });
+    }
+
+    /// Where a server started with a debug log writes it.
+    pub(crate) fn server_log(&self) -> PathBuf {
+        self.dir.path().join("server.log")
     }
 
     /// The server's data dir.
@@ -218,16 +230,24 @@ impl Cluster {
 
 /// Starts `baton server` with its data dir in `home`, listening on `listen`; returns it and
 /// its URL once it printed its address.
-fn spawn_server(home: &Path, listen: &str, flags: &[String]) -> (Proc, String) {
-    let mut child = baton(home)
-        .args(["server", "--listen", listen])
+fn spawn_server(
+    home: &Path,
+    listen: &str,
+    flags: &[String],
+    debug_log: Option<&Path>,
+) -> (Proc, String) {
+    let mut cmd = baton(home);
+    cmd.args(["server", "--listen", listen])
         .args(flags)
         .arg("--data-dir")
         .arg(home.join("data"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn baton server");
+        .stderr(Stdio::inherit());
+    if let Some(log) = debug_log {
+        let file = std::fs::File::create(log).expect("server log file");
+        cmd.env("BATON_LOG", "debug").stderr(file);
+    }
+    let mut child = cmd.spawn().expect("spawn baton server");
     let stdout = child.stdout.take().expect("piped stdout");
     let server = Proc(child);
     let (tx, rx) = mpsc::channel();
@@ -384,7 +404,7 @@ impl Cluster {
     /// dead) and waits until it answers.
     pub(crate) fn restart_server(&mut self) {
         let listen = self.url.trim_start_matches("http://").to_string();
-        let (server, url) = spawn_server(self.dir.path(), &listen, &self.server_flags);
+        let (server, url) = spawn_server(self.dir.path(), &listen, &self.server_flags, None);
         assert_eq!(url, self.url, "the server came back on another address");
         self._server = server;
         self.wait_healthy();

@@ -64,7 +64,7 @@ async fn walk(
 ) {
     // Deregistering ends an agent's token: it goes last.
     let mut routes: Vec<_> = ROUTES.iter().collect();
-    routes.sort_by_key(|(m, p, _)| (*m == Method::POST && *p == "/agent/deregister"));
+    routes.sort_by_key(|(m, p, _)| *m == Method::POST && *p == "/agent/deregister");
     for (method, pattern, access) in routes {
         let (status, answer) = app
             .call(method.clone(), &uri(pattern), token, body(method, pattern))

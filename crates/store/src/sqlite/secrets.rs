@@ -66,20 +66,24 @@ pub(crate) fn sealed(db: &Db<'_>, names: Option<&[String]>) -> Result<Vec<Sealed
         .conn
         .prepare_cached("SELECT name, nonce, sealed, workflows FROM secrets ORDER BY name")
         .ctx("reading secrets")?;
-    let rows: Vec<(String, Vec<u8>, Vec<u8>, Option<String>)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+    // The scope is read as text first: its JSON is checked outside the row callback.
+    let rows: Vec<(SealedSecret, Option<String>)> = stmt
+        .query_map([], |r| {
+            let secret = SealedSecret {
+                name: r.get(0)?,
+                nonce: r.get(1)?,
+                sealed: r.get(2)?,
+                workflows: None,
+            };
+            Ok((secret, r.get(3)?))
+        })
         .and_then(Iterator::collect)
         .ctx("reading secrets")?;
     rows.into_iter()
-        .filter(|(name, ..)| names.is_none_or(|n| n.contains(name)))
-        .map(|(name, nonce, sealed, scope)| {
-            let workflows = security::scope_from_sql(&name, scope)?;
-            Ok(SealedSecret {
-                name,
-                nonce,
-                sealed,
-                workflows,
-            })
+        .filter(|(s, _)| names.is_none_or(|n| n.contains(&s.name)))
+        .map(|(mut secret, scope)| {
+            secret.workflows = security::scope_from_sql(&secret.name, scope)?;
+            Ok(secret)
         })
         .collect()
 }
