@@ -45,6 +45,9 @@ pub(crate) fn config(args: &ServerArgs) -> Result<ServerConfig, Exit> {
     config.secrets_key = std::env::var("BATON_SECRETS_KEY")
         .ok()
         .filter(|k| !k.is_empty());
+    config.secrets_old_key = std::env::var("BATON_SECRETS_OLD_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     config.synchronous = match args.sync {
         SyncMode::Normal => Synchronous::Normal,
         SyncMode::Full => Synchronous::Full,

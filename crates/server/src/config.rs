@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// The key secrets are sealed with, as 64 hex digits (`BATON_SECRETS_KEY`); `None`
     /// reads `secrets.key` in the data dir, made there on first start.
     pub secrets_key: Option<String>,
+    /// The previous secrets key during a rotation (`BATON_SECRETS_OLD_KEY`); `None` reads
+    /// `secrets.key.old` in the data dir when it exists.
+    pub secrets_old_key: Option<String>,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
 }
@@ -71,6 +74,7 @@ impl ServerConfig {
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
             secrets_key: None,
+            secrets_old_key: None,
             tls: None,
         }
     }

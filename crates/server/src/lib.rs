@@ -33,7 +33,7 @@ pub use config::{
 };
 pub use error::ServerError;
 pub use routes::router;
-pub use secrets_key::SECRETS_KEY_FILE;
+pub use secrets_key::{OLD_SECRETS_KEY_FILE, SECRETS_KEY_FILE};
 pub use server::Server;
 pub use state::AppState;
 pub use tokens::{ADMIN_TOKEN_FILE, ENROLL_TOKEN_FILE, ServerTokens};

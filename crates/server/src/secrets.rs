@@ -33,18 +33,39 @@ struct Masking {
 
 impl Secrets {
     /// Checks `key` against the one the database's secrets were sealed with (the first
-    /// server to start records it) and learns every stored value for masking.
-    pub(crate) async fn start(store: &dyn Store, key: SecretsKey) -> Result<Secrets, ServerError> {
+    /// server to start records it) and learns every stored value for masking. When they
+    /// differ and `old` is that earlier key, every secret is sealed again under `key`, in
+    /// one transaction: a key rotation.
+    pub(crate) async fn start(
+        store: &dyn Store,
+        key: SecretsKey,
+        old: Option<SecretsKey>,
+    ) -> Result<Secrets, ServerError> {
         let check = store
             .setting_or_insert(KEY_CHECK_SETTING, &key.check_value())
             .await
             .map_err(ServerError::Store)?;
         if !key.matches_check(&check) {
-            return Err(ServerError::Config(
-                "the secrets key is not the one this database's secrets were sealed with: \
-                 give every server the same secrets.key (or BATON_SECRETS_KEY)"
-                    .into(),
-            ));
+            match old {
+                Some(old) if old.matches_check(&check) => rotate(store, &old, &key).await?,
+                Some(_) => {
+                    return Err(ServerError::Config(
+                        "neither the secrets key nor the old one (secrets.key.old or \
+                         BATON_SECRETS_OLD_KEY) is the one this database's secrets were \
+                         sealed with"
+                            .into(),
+                    ));
+                }
+                None => {
+                    return Err(ServerError::Config(
+                        "the secrets key is not the one this database's secrets were sealed \
+                         with: give every server the same secrets.key (or BATON_SECRETS_KEY); \
+                         to rotate, keep the old key as secrets.key.old (or \
+                         BATON_SECRETS_OLD_KEY)"
+                            .into(),
+                    ));
+                }
+            }
         }
         let secrets = Secrets {
             key,
@@ -205,4 +226,33 @@ impl Secrets {
         }
         Ok(values)
     }
+}
+
+/// Seals every stored secret again under `new` (they open under `old`), and records
+/// `new`'s check value, all in one transaction.
+async fn rotate(store: &dyn Store, old: &SecretsKey, new: &SecretsKey) -> Result<(), ServerError> {
+    let sealed = store
+        .sealed_secrets(None)
+        .await
+        .map_err(ServerError::Store)?;
+    let mut resealed = Vec::with_capacity(sealed.len());
+    for s in sealed {
+        let plain = old.open(&s.name, &s.nonce, &s.sealed).ok_or_else(|| {
+            ServerError::Config(format!(
+                "secret {:?} does not open with the old secrets key; nothing was changed",
+                s.name
+            ))
+        })?;
+        let (nonce, sealed) = new.seal(&s.name, &plain);
+        resealed.push(SealedSecret { nonce, sealed, ..s });
+    }
+    store
+        .reseal_secrets(&resealed, KEY_CHECK_SETTING, &new.check_value())
+        .await
+        .map_err(ServerError::Store)?;
+    tracing::warn!(
+        secrets = resealed.len(),
+        "secrets sealed again under the new secrets key; the old key may now be deleted"
+    );
+    Ok(())
 }

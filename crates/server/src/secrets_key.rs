@@ -20,6 +20,9 @@ use crate::ServerError;
 /// File name of the secrets key in the data dir.
 pub const SECRETS_KEY_FILE: &str = "secrets.key";
 
+/// File name of the previous secrets key during a rotation.
+pub const OLD_SECRETS_KEY_FILE: &str = "secrets.key.old";
+
 /// Name under which the database keeps the key check value.
 pub(crate) const KEY_CHECK_SETTING: &str = "secrets_key_check";
 const KEY_CHECK_NAME: &str = "baton:key-check";
@@ -85,6 +88,29 @@ impl SecretsKey {
                 })
             }
             Err(err) => Err(file_err(err)),
+        }
+    }
+
+    /// The previous key during a rotation: `hex_key` (`BATON_SECRETS_OLD_KEY`) when given,
+    /// else `secrets.key.old` in `data_dir` when it exists; never made.
+    pub(crate) fn load_old(
+        data_dir: &Path,
+        hex_key: Option<&str>,
+    ) -> Result<Option<SecretsKey>, ServerError> {
+        let bad =
+            |what: String| ServerError::Config(format!("{what} must be 64 hexadecimal digits"));
+        if let Some(text) = hex_key {
+            return SecretsKey::from_hex(text)
+                .map(Some)
+                .ok_or_else(|| bad("BATON_SECRETS_OLD_KEY".into()));
+        }
+        let path = data_dir.join(OLD_SECRETS_KEY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => SecretsKey::from_hex(&text)
+                .map(Some)
+                .ok_or_else(|| bad(path.display().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ServerError::TokenFile { path, source }),
         }
     }
 

@@ -71,7 +71,8 @@ impl AppState {
             source,
         })?;
         let key = SecretsKey::load_or_create(&config.data_dir, config.secrets_key.as_deref())?;
-        let secrets = Secrets::start(store.as_ref(), key).await?;
+        let old = SecretsKey::load_old(&config.data_dir, config.secrets_old_key.as_deref())?;
+        let secrets = Secrets::start(store.as_ref(), key, old).await?;
         Ok(AppState {
             inner: Arc::new(Shared {
                 store,

@@ -89,6 +89,12 @@ pub trait Store: Send + Sync + 'static {
     /// are left out.
     async fn sealed_secrets(&self, names: Option<&[String]>) -> Result<Vec<SealedSecret>>;
 
+    /// Replaces, in one transaction, the sealed value of each of `secrets` (by name; their
+    /// scopes stay) and the setting `key` with `value`: a secrets key rotation, all or
+    /// nothing.
+    async fn reseal_secrets(&self, secrets: &[SealedSecret], key: &str, value: &[u8])
+    -> Result<()>;
+
     /// The value stored under a server-wide setting `key`, storing `value` first when there
     /// is none (the first server to start decides; the others read what it stored).
     async fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>>;

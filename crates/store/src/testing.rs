@@ -151,6 +151,7 @@ macro_rules! conformance_tests {
             tokens_authenticate_by_kind,
             named_tokens_live_until_revoked_or_expired,
             secrets_are_kept_sealed_and_replaced_by_name,
+            resealing_replaces_values_and_the_setting,
             agents_online_offline_gone,
             list_runs_filters_newest_first,
             artifacts_are_recorded,

@@ -10,6 +10,7 @@ mod rerun;
 mod resources;
 mod roles;
 mod runs;
+mod secrets;
 mod server;
 mod support;
 mod workflows;

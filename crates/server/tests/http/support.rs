@@ -39,18 +39,39 @@ impl App {
     }
 
     pub(crate) async fn with(adjust: impl FnOnce(&mut ServerConfig)) -> App {
-        let dir = tempfile::tempdir().unwrap();
+        App::open(tempfile::tempdir().unwrap(), adjust)
+            .await
+            .unwrap()
+    }
+
+    /// A new server on this app's data dir (a restart); `prepare` runs on the data dir
+    /// in between, while no server has it open.
+    pub(crate) async fn restart(
+        self,
+        prepare: impl FnOnce(&std::path::Path),
+    ) -> Result<App, baton_server::ServerError> {
+        self.shutdown.cancel();
+        let App { dir, router, .. } = self;
+        drop(router);
+        prepare(&dir.path().join("data"));
+        App::open(dir, |_| {}).await
+    }
+
+    async fn open(
+        dir: TempDir,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> Result<App, baton_server::ServerError> {
         let mut config = ServerConfig::new(dir.path().join("data"));
         adjust(&mut config);
         let shutdown = CancellationToken::new();
-        let (state, tokens) = AppState::open(&config, shutdown.clone()).await.unwrap();
+        let (state, tokens) = AppState::open(&config, shutdown.clone()).await?;
         let router = router(state.clone());
-        App {
+        Ok(App {
             dir,
             tokens,
             shutdown,
             router,
-        }
+        })
     }
 
     pub(crate) fn admin(&self) -> &str {

@@ -604,6 +604,17 @@ impl Store for PgStore {
         read_tx!(self, "reading secrets", |db| secrets::sealed(db, names))
     }
 
+    async fn reseal_secrets(
+        &self,
+        secrets: &[SealedSecret],
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        write_tx!(self, "resealing secrets", |db| {
+            secrets::reseal(db, secrets, key, value)
+        })
+    }
+
     async fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
         write_tx!(self, "storing a setting", |db| {
             secrets::setting_or_insert(db, key, value)

@@ -97,3 +97,28 @@ pub(crate) async fn setting_or_insert(db: &Db<'_>, key: &str, value: &[u8]) -> R
         .ok_or_else(|| security::no_setting(key))?;
     row.at(0)
 }
+
+/// Replaces the sealed values of `secrets` and the setting `key`.
+pub(crate) async fn reseal(
+    db: &Db<'_>,
+    secrets: &[SealedSecret],
+    key: &str,
+    value: &[u8],
+) -> Result<()> {
+    for s in secrets {
+        db.execute(
+            "resealing secrets",
+            "UPDATE secrets SET nonce = $2, sealed = $3 WHERE name = $1",
+            &[&s.name, &s.nonce, &s.sealed],
+        )
+        .await?;
+    }
+    db.execute(
+        "storing a setting",
+        "INSERT INTO settings (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        &[&key, &value],
+    )
+    .await?;
+    Ok(())
+}

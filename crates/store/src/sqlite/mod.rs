@@ -427,6 +427,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn reseal_secrets(
+        &self,
+        secrets: &[SealedSecret],
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        let (secrets, key, value) = (secrets.to_vec(), key.to_owned(), value.to_vec());
+        self.write("resealing secrets", move |db| {
+            secrets::reseal(db, &secrets, &key, &value)
+        })
+        .await
+    }
+
     async fn setting_or_insert(&self, key: &str, value: &[u8]) -> Result<Vec<u8>> {
         let (key, value) = (key.to_owned(), value.to_vec());
         self.write("storing a setting", move |db| {

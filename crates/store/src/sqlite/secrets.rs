@@ -100,3 +100,23 @@ pub(crate) fn setting_or_insert(db: &Db<'_>, key: &str, value: &[u8]) -> Result<
         .ctx("reading a setting")?
         .ok_or_else(|| security::no_setting(key))
 }
+
+/// Replaces the sealed values of `secrets` and the setting `key`.
+pub(crate) fn reseal(db: &Db<'_>, secrets: &[SealedSecret], key: &str, value: &[u8]) -> Result<()> {
+    let mut stmt = db
+        .conn
+        .prepare_cached("UPDATE secrets SET nonce = ?2, sealed = ?3 WHERE name = ?1")
+        .ctx("resealing secrets")?;
+    for s in secrets {
+        stmt.execute(params![s.name, s.nonce, s.sealed])
+            .ctx("resealing secrets")?;
+    }
+    db.conn
+        .prepare_cached(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .and_then(|mut s| s.execute(params![key, value]))
+        .ctx("storing a setting")?;
+    Ok(())
+}

@@ -147,3 +147,29 @@ pub async fn secrets_are_kept_sealed_and_replaced_by_name(h: Harness) {
         "the first value stays"
     );
 }
+
+/// A key rotation replaces every sealed value and the check at once; scopes stay.
+pub async fn resealing_replaces_values_and_the_setting(h: Harness) {
+    let s = &*h.store;
+    s.put_secret(&sealed("A", 1, Some(vec!["w".into()])))
+        .await
+        .expect("put");
+    s.put_secret(&sealed("B", 2, None)).await.expect("put");
+    s.setting_or_insert("check", b"old").await.expect("setting");
+    s.reseal_secrets(
+        &[sealed("A", 7, None), sealed("B", 8, None)],
+        "check",
+        b"new",
+    )
+    .await
+    .expect("reseal");
+    let all = s.sealed_secrets(None).await.expect("all");
+    assert_eq!(all[0], sealed("A", 7, Some(vec!["w".into()])), "scope kept");
+    assert_eq!(all[1].sealed, sealed("B", 8, None).sealed);
+    assert_eq!(
+        s.setting_or_insert("check", b"other")
+            .await
+            .expect("setting"),
+        b"new"
+    );
+}
