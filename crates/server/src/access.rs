@@ -22,7 +22,9 @@ pub enum Access {
 /// Every API route (method, path pattern under `/api/v1`) and what it needs.
 pub const ROUTES: &[(Method, &str, Access)] = &[
     (Method::GET, "/workflows", Access::Role(Role::Viewer)),
-    (Method::POST, "/workflows", Access::Role(Role::Admin)),
+    // Operators may send a file only when it is the latest version as it stands, so that
+    // `baton run FILE` works for them; a change needs an admin (checked by the handler).
+    (Method::POST, "/workflows", Access::Role(Role::Operator)),
     (Method::GET, "/workflows/{name}", Access::Role(Role::Viewer)),
     (
         Method::GET,

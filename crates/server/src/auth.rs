@@ -11,6 +11,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
+use baton_api::Role;
 use baton_store::Principal;
 
 use crate::AppState;
@@ -46,6 +47,8 @@ pub(crate) async fn authorize(
 pub(crate) struct Caller {
     /// The token's name (`admin` for the admin token file).
     pub(crate) name: String,
+    /// What it may do.
+    pub(crate) role: Role,
 }
 
 /// A registered agent's own token.
@@ -72,7 +75,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         match let_in(parts)? {
-            Principal::User { name, .. } => Ok(Caller { name: name.clone() }),
+            Principal::User { name, role } => Ok(Caller {
+                name: name.clone(),
+                role: *role,
+            }),
             _ => Err(ApiError::forbidden("this route needs a person's token")),
         }
     }

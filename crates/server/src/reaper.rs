@@ -165,7 +165,9 @@ mod tests {
     use crate::{AppState, ServerConfig, ServerTokens};
 
     async fn state(store: PgStore, dir: &std::path::Path) -> AppState {
-        let config = ServerConfig::new(dir.to_path_buf());
+        let mut config = ServerConfig::new(dir.to_path_buf());
+        // Replicas of one database share the secrets key.
+        config.secrets_key = Some("ab".repeat(32));
         let tokens = ServerTokens::load_or_create(dir).unwrap();
         AppState::new(Arc::new(store), &config, &tokens, CancellationToken::new())
             .await

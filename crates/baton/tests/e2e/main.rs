@@ -17,6 +17,7 @@ mod resources;
 mod secrets;
 mod step_env;
 mod tls;
+mod tokens;
 mod triggers;
 mod untrusted;
 mod util;

@@ -243,6 +243,10 @@ fn spawn_server(
         .arg(home.join("data"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if flags.iter().any(|f| f == "--db") {
+        // Replicas of one database share the secrets key, as deployments must.
+        cmd.env("BATON_SECRETS_KEY", "5e".repeat(32));
+    }
     if let Some(log) = debug_log {
         let file = std::fs::File::create(log).expect("server log file");
         cmd.env("BATON_LOG", "debug").stderr(file);

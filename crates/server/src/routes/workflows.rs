@@ -3,8 +3,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use baton_api::{
-    ApplyWorkflow, AuditAction, WorkflowDoc, WorkflowSummary, WorkflowVersion, WorkflowVersionDoc,
+    ApplyWorkflow, AuditAction, Role, WorkflowDoc, WorkflowSummary, WorkflowVersion,
+    WorkflowVersionDoc,
 };
+use baton_core::Workflow;
 use serde_json::json;
 
 use crate::AppState;
@@ -21,6 +23,11 @@ pub(crate) async fn apply(
 ) -> Result<(StatusCode, Json<WorkflowVersion>), ApiError> {
     let workflow = baton_core::parse_workflow(&body.filename, body.source.as_bytes())
         .map_err(|diagnostics| ApiError::invalid_workflow(diagnostics.0))?;
+    if caller.role < Role::Admin {
+        return unchanged(&state, &workflow)
+            .await
+            .map(|v| (StatusCode::OK, Json(v)));
+    }
     let version = state
         .store()
         .apply_workflow(&workflow, &body.source)
@@ -40,6 +47,34 @@ pub(crate) async fn apply(
         StatusCode::OK
     };
     Ok((status, Json(version)))
+}
+
+/// For a caller who may run but not change workflows: the latest version when `workflow`
+/// is exactly it, else `403`.
+async fn unchanged(state: &AppState, workflow: &Workflow) -> Result<WorkflowVersion, ApiError> {
+    let needs_admin = || {
+        ApiError::forbidden(format!(
+            "workflow {:?} differs from its latest version (or has none): applying it needs \
+             the admin role",
+            workflow.name
+        ))
+    };
+    let doc = match state.store().workflow(&workflow.name).await {
+        Ok(doc) => doc,
+        Err(baton_store::StoreError::NotFound(_)) => return Err(needs_admin()),
+        Err(e) => return Err(e.into()),
+    };
+    let Some(latest) = doc.versions.iter().map(|v| v.version).max() else {
+        return Err(needs_admin());
+    };
+    let current = state
+        .store()
+        .workflow_version(&workflow.name, latest)
+        .await?;
+    if current.definition != *workflow {
+        return Err(needs_admin());
+    }
+    Ok(current.version)
 }
 
 pub(crate) async fn list(

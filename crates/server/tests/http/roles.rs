@@ -215,7 +215,10 @@ async fn the_table_spells_out_what_each_role_may_do() {
         needs(Method::POST, "/runs/{id}/retry"),
         Access::Role(Role::Operator)
     );
-    assert_eq!(needs(Method::POST, "/workflows"), Access::Role(Role::Admin));
+    assert_eq!(
+        needs(Method::POST, "/workflows"),
+        Access::Role(Role::Operator)
+    );
     assert_eq!(needs(Method::POST, "/tokens"), Access::Role(Role::Admin));
     assert_eq!(
         needs(Method::PUT, "/secrets/{name}"),
