@@ -10,10 +10,28 @@ use crate::{PgOptions, PgStore};
 pub const PG_URL_VAR: &str = "BATON_TEST_PG_URL";
 
 /// The test database's URL, when one is configured.
+///
+/// # Panics
+///
+/// When none is configured and `CI` is set: PostgreSQL tests must run in CI, never pass
+/// by skipping there.
 pub fn pg_url() -> Option<String> {
-    std::env::var(PG_URL_VAR)
+    let url = std::env::var(PG_URL_VAR)
         .ok()
-        .filter(|u| !u.trim().is_empty())
+        .filter(|u| !u.trim().is_empty());
+    if url.is_none() && in_ci() {
+        panic!(
+            "{PG_URL_VAR} is not set but CI is: PostgreSQL tests must run here. Run \
+             scripts/test.sh (it starts a throwaway cluster), or start one with \
+             `eval \"$(scripts/pg.sh start)\"`, or set {PG_URL_VAR} to a database URL"
+        );
+    }
+    url
+}
+
+/// Whether the tests run in CI (`CI` set to anything but empty, `0` or `false`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
 /// Drops its schema (and everything in it) when dropped.
