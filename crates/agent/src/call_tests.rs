@@ -34,6 +34,9 @@ impl Function for Echo {
         ))
         .await;
         log.line(format!("env {}", ctx.env()["GREETING"])).await;
+        if let Some(secret) = ctx.secret("API_KEY") {
+            log.line(format!("secret of {} bytes", secret.len())).await;
+        }
         for i in 0..200 {
             log.line(format!("line {i}")).await;
         }
@@ -283,4 +286,19 @@ async fn a_refused_output_passed_on_ends_the_attempt_error_output() {
         "{message}"
     );
     assert!(outputs_of(&ran).is_empty());
+}
+
+#[tokio::test]
+async fn a_function_reads_the_secrets_its_node_refers_to() {
+    let root = tempfile::tempdir().unwrap();
+    let saw = Arc::new(AtomicBool::new(false));
+    let mut a = assignment(uses("echo", json!({})));
+    a.env.insert("GREETING".into(), "hi".into());
+    a.secrets.insert(
+        "API_KEY".into(),
+        baton_api::SecretValue("eleven-byte".into()),
+    );
+    let ran = run_in(root.path(), &registry(&saw), &a, &Stop::new()).await;
+    let out = ran.text(Stream::Stdout);
+    assert_eq!(out.lines().nth(2), Some("secret of 11 bytes"), "{out}");
 }

@@ -238,6 +238,13 @@ impl<'a> CallContext<'a> {
         &self.assignment.env
     }
 
+    /// The value of a secret the node refers to in `env` (`{secret: NAME}`), by the variable
+    /// name it is given under; `None` when the node has no such variable. Whatever the
+    /// function logs or outputs is masked, so the value never shows.
+    pub fn secret(&self, var: &str) -> Option<&'a str> {
+        self.assignment.secrets.get(var).map(|v| v.0.as_str())
+    }
+
     /// The node's time limit, if it has one; the agent enforces it (the token is
     /// cancelled when it runs out).
     pub fn timeout(&self) -> Option<Duration> {
