@@ -26,14 +26,19 @@ pub(crate) async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let route = path.strip_prefix(baton_api::API_PREFIX).unwrap_or(&path);
-    let Some(access) = access_for(req.method(), route) else {
-        tracing::error!(method = %req.method(), route, "route missing from the access table");
+    let access = {
+        let path = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str);
+        let route = path.strip_prefix(baton_api::API_PREFIX).unwrap_or(path);
+        let access = access_for(req.method(), route);
+        if access.is_none() {
+            tracing::error!(method = %req.method(), route, "route missing from the access table");
+        }
+        access
+    };
+    let Some(access) = access else {
         return Err(ApiError::forbidden("this route has no access rule"));
     };
     let principal = principal(req.headers(), &state).await?;
