@@ -142,7 +142,7 @@ async fn shell(
             };
         }
     };
-    let mut cmd = Command::new("sh");
+    let mut cmd = Command::new(shell_program());
     cmd.arg("-e").arg("-c").arg(script.to_shell());
     prepare(&mut cmd, a, &dir, &workspace.pass_env);
     let ended = process_ended(exec::run(cmd, timeout, stop, logs).await, "sh", timeout);
@@ -151,6 +151,13 @@ async fn shell(
         ended,
         work_dir: Some(dir),
     }
+}
+
+/// `sh` as an absolute path, found once (see [`step_env::find_program`]); plain `sh` when it
+/// is on no `PATH` entry, which then fails to start with the usual message.
+fn shell_program() -> &'static std::path::Path {
+    static SH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    SH.get_or_init(|| step_env::find_program("sh").unwrap_or_else(|| "sh".into()))
 }
 
 /// The work dir and environment every process of a node gets: a clean environment (the
