@@ -142,7 +142,12 @@ async fn shell(
             };
         }
     };
-    let mut cmd = Command::new(shell_program());
+    // A node that sets its own PATH finds `sh` there, as its script finds everything else.
+    let sh = match a.env.get("PATH") {
+        Some(path) => step_env::find_on("sh", path.as_ref()).unwrap_or_else(|| "sh".into()),
+        None => shell_program().to_owned(),
+    };
+    let mut cmd = Command::new(sh);
     cmd.arg("-e").arg("-c").arg(script.to_shell());
     prepare(&mut cmd, a, &dir, &workspace.pass_env);
     let ended = process_ended(exec::run(cmd, timeout, stop, logs).await, "sh", timeout);

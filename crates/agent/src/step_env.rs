@@ -107,9 +107,14 @@ where
 /// (the lookup would read the agent's `PATH`), and falls back to fork and exec: a fork of
 /// the whole agent, about a millisecond per step on a small machine.
 pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt as _;
     let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    std::env::split_paths(&path)
+    find_on(name, &path)
+}
+
+/// The first executable file `name` in the directories of `path` (a `PATH` value).
+pub(crate) fn find_on(name: &str, path: &OsStr) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::split_paths(path)
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(name))
         .find(|p| {
