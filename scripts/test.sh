@@ -17,6 +17,15 @@ if ! command -v faketime >/dev/null 2>&1; then
   fi
 fi
 
+# The secrets test encodes values the way steps commonly do (python3's urllib and json).
+if ! command -v python3 >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3
+  else
+    echo "python3 is missing and this is not root: run 'apt-get install -y python3' first" >&2
+  fi
+fi
+
 step "postgresql server binaries"
 # The suite runs every store case and the replica tests against a throwaway PostgreSQL
 # cluster (scripts/pg.sh); this installs the Debian package when root, else names the command.
