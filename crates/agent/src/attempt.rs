@@ -50,28 +50,22 @@ pub(crate) async fn run(shared: Arc<Shared>, a: Assignment, stop: Stop) {
         Ended::Finished {
             outcome,
             message,
-            mut outputs,
+            outputs,
         } if !stop.is_dropped() => {
-            // Outputs and the message travel on to the server and to other nodes: no
-            // secret value of this attempt goes with them.
-            let masker = &execution_masker;
-            let message = message.map(|m| masker.mask_str(&m).into_owned());
-            for value in outputs.values_mut() {
-                if let std::borrow::Cow::Owned(masked) = masker.mask_str(value) {
-                    *value = masked;
-                }
-            }
             tracing::debug!(
                 attempt = a.attempt_id, node = %a.node, state = %outcome.state,
                 reason = %outcome.reason, "finished"
             );
-            let report = AttemptReport {
+            let mut report = AttemptReport {
                 attempt_id: a.attempt_id,
                 fence: a.fence,
                 outcome,
                 message,
                 outputs,
             };
+            // The message and outputs travel on to the server and to other nodes: no
+            // secret value of this attempt goes with them.
+            report.mask(&execution_masker);
             shared.reports.send(report, &stop).await;
         }
         _ => tracing::info!(attempt = a.attempt_id, node = %a.node, "attempt dropped unreported"),

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use baton_core::mask::Masker;
 use baton_core::{Action, Outcome, Outputs};
 use serde::{Deserialize, Serialize};
 
@@ -309,6 +310,22 @@ pub struct AttemptReport {
     /// [`baton_core::parse_outputs`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: Outputs,
+}
+
+impl AttemptReport {
+    /// Hides every value `masker` knows in what the report carries on: its message and its
+    /// outputs (which reach other nodes and the run document).
+    pub fn mask(&mut self, masker: &Masker) {
+        if masker.is_empty() {
+            return;
+        }
+        if let Some(message) = &mut self.message {
+            masker.mask_string(message);
+        }
+        for value in self.outputs.values_mut() {
+            masker.mask_string(value);
+        }
+    }
 }
 
 /// Answer to a [`ReportBatch`].

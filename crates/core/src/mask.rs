@@ -147,6 +147,13 @@ impl Masker {
         })
     }
 
+    /// [`mask_str`](Self::mask_str) in place: `text` is replaced only when it held a value.
+    pub fn mask_string(&self, text: &mut String) {
+        if let Cow::Owned(masked) = self.mask_str(text) {
+            *text = masked;
+        }
+    }
+
     /// Whether this masker hides nothing (no secrets, or all of them too short).
     pub fn is_empty(&self) -> bool {
         self.searcher.is_none()

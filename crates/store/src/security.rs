@@ -3,7 +3,7 @@
 
 use baton_api::{Role, SecretDoc, TokenDoc, format_time};
 
-use crate::{Principal, Result, StoreError};
+use crate::{NewToken, Principal, Result, StoreError};
 
 /// Columns of a named token, in the order [`TokenRow`] reads them.
 pub(crate) const TOKEN_COLUMNS: &str =
@@ -72,6 +72,23 @@ pub(crate) fn token_doc(row: TokenRow, now: i64) -> Result<TokenDoc> {
         revoked_at: row.revoked_at.map(format_time),
         status: status.to_owned(),
     })
+}
+
+/// The listing of a token just stored at `now`, as [`list`](crate::Store::list_tokens)
+/// would show it.
+pub(crate) fn new_token_doc(token: &NewToken, now: i64) -> Result<TokenDoc> {
+    token_doc(
+        TokenRow {
+            name: token.name.clone(),
+            role: token.role.as_str().to_owned(),
+            prefix: token.prefix.clone(),
+            created_by: token.created_by.clone(),
+            created_at: now,
+            expires_at: expires_at(now, token.expires_in_ms),
+            revoked_at: None,
+        },
+        now,
+    )
 }
 
 /// When a token made at `now` with this lifetime expires.

@@ -36,7 +36,7 @@ const T2_RUN_NODES: usize = 250;
 pub(crate) fn pg_url(test: &str) -> Option<String> {
     match std::env::var("BATON_TEST_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false")) => {
+        _ if baton_store::testing::in_ci() => {
             panic!(
                 "replicas::{test}: BATON_TEST_PG_URL is not set but CI is: PostgreSQL tests \
                  must run here; run scripts/test.sh, which starts a throwaway cluster"

@@ -161,7 +161,8 @@ pub(crate) async fn report(
         message: body.message,
         outputs: body.outputs,
     };
-    mask_report(&state, &mut report);
+    // Agents mask what they were given; this catches what reaches the server all the same.
+    report.mask(&state.secrets().masker());
     let reported = state.store().report_attempt(&agent.id, &report).await?;
     if !reported.duplicate {
         state.wake().run_changed();
@@ -206,8 +207,9 @@ pub(crate) async fn report_batch(
         .want
         .min(u32::try_from(body.reports.len()).unwrap_or(u32::MAX));
     let mut reports = body.reports;
+    let masker = state.secrets().masker();
     for r in &mut reports {
-        mask_report(&state, r);
+        r.mask(&masker);
     }
     let mut done = state
         .store()
@@ -238,25 +240,6 @@ pub(crate) async fn report_batch(
         results,
         assignments: done.assignments,
     }))
-}
-
-/// Hides every secret value this server knows in a report's message and outputs. Agents
-/// mask what they were given; this catches what reaches the server all the same.
-fn mask_report(state: &AppState, report: &mut AttemptReport) {
-    let masker = state.secrets().masker();
-    if masker.is_empty() {
-        return;
-    }
-    if let Some(message) = &mut report.message
-        && let std::borrow::Cow::Owned(masked) = masker.mask_str(message)
-    {
-        *message = masked;
-    }
-    for value in report.outputs.values_mut() {
-        if let std::borrow::Cow::Owned(masked) = masker.mask_str(value) {
-            *value = masked;
-        }
-    }
 }
 
 /// Refuses outputs the agent should have refused itself: the server never trusts one.

@@ -80,18 +80,7 @@ pub(crate) fn create(db: &Db<'_>, token: &NewToken) -> Result<TokenDoc> {
             )),
             _ => StoreError::backend("storing a token", e),
         })?;
-    security::token_doc(
-        TokenRow {
-            name: token.name.clone(),
-            role: token.role.as_str().to_owned(),
-            prefix: token.prefix.clone(),
-            created_by: token.created_by.clone(),
-            created_at: db.now,
-            expires_at,
-            revoked_at: None,
-        },
-        db.now,
-    )
+    security::new_token_doc(token, db.now)
 }
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
