@@ -21,7 +21,15 @@ pub(crate) struct Options {
     pub(crate) db: Option<String>,
     /// Each agent's `--slots`.
     pub(crate) slots: u32,
+    /// `BATON_SECRETS_KEY` of every server on `db`.
+    pub(crate) secrets_key: String,
 }
+
+/// The secrets key of servers on a `--db` the caller gave, unless `BATON_SECRETS_KEY` names
+/// one: fixed, so that every harness run on that database agrees with the first (a server
+/// refuses a database sealed with another key). A benchmark database holds no real secrets.
+pub(crate) const BENCH_SECRETS_KEY: &str =
+    "62656e6368206b657920666f72206120626174306e2062656e6368206f6e6c79";
 
 /// A child killed (SIGKILL) and reaped on drop.
 struct Proc {
@@ -108,7 +116,10 @@ impl Cluster {
             .stdout(Stdio::piped())
             .stderr(log_file(&log)?);
         if let Some(db) = &opts.db {
-            cmd.args(["--db", db]);
+            // Every workload's server shares the database, so they must share the key its
+            // secrets are sealed with (a server refuses a database sealed with another).
+            cmd.args(["--db", db])
+                .env("BATON_SECRETS_KEY", &opts.secrets_key);
         }
         let mut child = cmd
             .spawn()

@@ -94,6 +94,8 @@ async fn run(args: Args) -> Result<()> {
             baton,
             db: args.db.clone(),
             slots: args.slots,
+            secrets_key: std::env::var("BATON_SECRETS_KEY")
+                .unwrap_or_else(|_| cluster::BENCH_SECRETS_KEY.to_owned()),
         },
         repeats,
         sizes: if args.quick {
